@@ -1,0 +1,1 @@
+"""Remote-code modeling files (the Allocator) shipped flat next to the weights on the Hub."""

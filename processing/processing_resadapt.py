@@ -566,9 +566,13 @@ def _meta_get(meta, key):
 
 
 def _is_frame(x) -> bool:
+    # a 3-D array is a frame only with a channel axis ([H, W, C] or [C, H, W], C in 1/3/4); otherwise it is a
+    # grayscale video [T, H, W] (pass [T, H, W, 1] to make a 1/3/4-frame grayscale video unambiguous)
     if type(x).__module__.startswith("PIL"):
         return True
-    return hasattr(x, "ndim") and x.ndim in (2, 3)
+    if not hasattr(x, "ndim"):
+        return False
+    return x.ndim == 2 or (x.ndim == 3 and (x.shape[-1] in (1, 3, 4) or x.shape[0] in (1, 3, 4)))
 
 
 def _is_video(x) -> bool:
@@ -596,3 +600,6 @@ def _flatten_images(images) -> list:
     if isinstance(images, (list, tuple)):
         return [i for item in images for i in _flatten_images(item)]
     return [images]
+
+
+ResAdaptProcessor.register_for_auto_class("AutoProcessor")

@@ -1,0 +1,124 @@
+"""The resize operator and the budget solver against hand-computed values."""
+
+import math
+
+import pytest
+
+from resadapt_hf.processing.resize_plan import (
+    UnitSpec,
+    chunk_scales,
+    constant_size_interval,
+    floor_scale,
+    solve_budget,
+    unit_size,
+    unit_tokens,
+    validate_scales,
+    visual_tokens,
+)
+
+
+def test_visual_tokens_counts_merged_patches():
+    assert visual_tokens(56, 84, 28) == 2 * 3
+    assert visual_tokens(448, 448, 28) == 256
+    assert visual_tokens(64, 96, 32) == 6
+
+
+def test_unit_size_hand_computed():
+    unit = UnitSpec(252, 448, 28)  # 9 x 16 merged tokens at scale 1
+    assert unit_size(unit, 1.0) == (252, 448)
+    # 0.5: 126/28 = 4.5 -> round-half-even 4 -> 112; 224/28 = 8 -> 224
+    assert unit_size(unit, 0.5) == (112, 224)
+    # 1.8: 453.6/28 = 16.2 -> 16 -> 448; 806.4/28 = 28.8 -> 29 -> 812 (scales > 1 really add pixels)
+    assert unit_size(unit, 1.8) == (448, 812)
+    assert unit_tokens(unit, 1.8) == 16 * 29 > unit.base_tokens
+
+
+def test_min_visual_tokens_floor_keeps_aspect_and_never_exceeds_base():
+    unit = UnitSpec(252, 448, 28, min_visual_tokens=4)
+    # 0.2: 50.4/28 = 1.8 -> 2, 89.6/28 = 3.2 -> 3 -> 6 tokens: above the floor of 4, unchanged
+    assert unit_size(unit, 0.2) == (56, 84)
+    tiny = UnitSpec(28, 56, 28, min_visual_tokens=4)  # only 2 tokens at scale 1
+    assert unit_tokens(tiny, 0.2) == 2  # floor is min(4, base tokens): scale 1 never costs more than native
+    assert floor_scale(tiny) <= 1.0
+    wide = UnitSpec(56, 560, 28, min_visual_tokens=8)
+    assert unit_tokens(wide, 0.2) >= 8
+
+
+def test_unit_size_monotone_in_scale():
+    for unit in [UnitSpec(252, 448, 28), UnitSpec(28, 5600, 28), UnitSpec(64, 64, 32, 4), UnitSpec(56, 56, 28, 9)]:
+        previous = 0
+        for i in range(1, 400):
+            tokens = unit_tokens(unit, i * 0.005)
+            assert tokens >= previous
+            previous = tokens
+
+
+def test_constant_size_interval_brackets_the_size():
+    unit = UnitSpec(252, 448, 28)
+    lo, hi = constant_size_interval(unit, 0.5, 1.8)
+    assert lo <= 0.5 <= hi
+    assert unit_size(unit, lo * 1.0001) == unit_size(unit, 0.5) == unit_size(unit, hi * 0.9999)
+    assert unit_size(unit, hi * 1.01) != unit_size(unit, 0.5)
+
+
+def test_chunk_scales_and_validation():
+    assert chunk_scales([0.2, 0.4, 1.0, 1.8], [2, 2]) == pytest.approx([0.3, 1.4])
+    with pytest.raises(ValueError, match="scales"):
+        validate_scales([1.0], expected=2, min_scale=0.2, max_scale=1.8)
+    for bad in (float("nan"), float("inf"), -1.0, 0.1, 2.0):
+        with pytest.raises(ValueError, match=r"\[0.2, 1.8\]"):
+            validate_scales([1.0, bad], expected=2, min_scale=0.2, max_scale=1.8)
+
+
+FRAMES = {  # base sizes a Qwen2.5-VL processor gives (factor 28), 16 chunks each
+    "landscape": (252, 448),
+    "portrait": (448, 252),
+    "tiny": (28, 56),  # a 40x30 frame: one or two merged tokens per chunk
+    "large": (812, 1456),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(FRAMES))
+@pytest.mark.parametrize("budget", [0.05, 0.1, 0.25, 0.5, 1.0, 2.0])
+def test_budget_sweep(shape, budget):
+    units = [UnitSpec(*FRAMES[shape], 28)] * 16
+    frame_scales = [0.4 + 0.05 * (i % 7) for i in range(32)]  # a non-uniform allocator output
+    solution = solve_budget(units, frame_scales, [2] * 16, budget=budget)
+    floor = solve_budget(units, frame_scales, [2] * 16, budget=1e-3)  # minimum reachable retention
+    assert all(0.2 - 1e-6 <= s <= 1.8 + 1e-6 for s in solution.frame_scales)
+    if solution.reachable:
+        assert abs(solution.retention - budget) <= 0.02
+    else:  # only allowed when the budget is below what s_min/min tokens allow, or above s_max
+        assert budget < floor.retention + 0.02 or budget > 1.8**2 - 0.02 or solution.retention > 1.5
+        if budget < floor.retention:
+            assert solution.retention == pytest.approx(floor.retention)
+    # the reported scales reproduce the sizes
+    replanned = [unit_size(u, s) for u, s in zip(units, chunk_scales(solution.frame_scales, [2] * 16))]
+    assert replanned == solution.sizes
+
+
+def test_budget_keeps_relative_shape():
+    units = [UnitSpec(252, 448, 28)] * 4
+    scales = [0.4, 0.4, 0.8, 0.8, 1.2, 1.2, 0.6, 0.6]
+    solution = solve_budget(units, scales, [2] * 4, budget=0.25)
+    means = chunk_scales(solution.frame_scales, [2] * 4)
+    assert means[2] > means[1] > means[3] > means[0]
+    assert abs(solution.retention - 0.25) <= 0.02
+
+
+@pytest.mark.parametrize("cap", [48, 100, 333, 1000])
+def test_hard_cap_never_exceeded(cap):
+    units = [UnitSpec(252, 448, 28)] * 8
+    solution = solve_budget(units, [1.0] * 16, [2] * 8, max_visual_tokens=cap)
+    assert solution.visual_tokens <= cap
+    both = solve_budget(units, [1.0] * 16, [2] * 8, budget=1.5, max_visual_tokens=cap)
+    assert both.visual_tokens <= cap
+
+
+def test_budget_errors_name_the_argument():
+    units = [UnitSpec(252, 448, 28)] * 2
+    for bad in (0.0, -0.5, 3.5, math.nan):
+        with pytest.raises(ValueError, match="budget"):
+            solve_budget(units, [1.0] * 4, [2] * 2, budget=bad)
+    with pytest.raises(ValueError, match="max_visual_tokens"):
+        solve_budget(units, [1.0] * 4, [2] * 2, max_visual_tokens=3)  # below the 2 x 6 token floor

@@ -36,6 +36,7 @@ from transformers.video_utils import VideoMetadata
 
 from .allocation import Allocation, FixedScale, MediaAllocation
 from .backbones import adapter_for_processor
+from .prior_allocator import PriorAllocator
 from .resize_plan import (
     DEFAULT_BUDGET_TOLERANCE,
     DEFAULT_MAX_SCALE,
@@ -52,6 +53,8 @@ from .video_input import VideoClip, to_rgb_image, to_video_clip
 
 RESAMPLE_FILTERS = {"bilinear": PILImageResampling.BILINEAR, "bicubic": PILImageResampling.BICUBIC}
 _OWN_CALL_KWARGS = ("num_frames", "fps", "do_sample_frames", "video_metadata")
+ALLOCATOR_SUBFOLDER = "allocator"
+ALLOCATOR_TYPES = ("prior", "fixed", "model")
 
 
 class _Media:
@@ -77,6 +80,10 @@ class ResAdaptProcessor(ProcessorMixin):
         max_visual_tokens: default hard cap on visual tokens per prompt (None: no cap).
         budget_tolerance: accepted ``|retention - budget|``.
         default_scale: scale used when neither ``scales`` nor an allocator is given.
+        allocator_config: how to rebuild the allocator on load: ``{"type": "prior", **PriorAllocator settings}``,
+            ``{"type": "fixed", "scale": s}``, ``{"type": "model", "subfolder": "allocator"}`` (a learned
+            Allocator saved next to this config, loaded with ``AutoModel`` and ``trust_remote_code``), or None.
+            Set automatically from :attr:`allocator`.
     """
 
     def __init__(
@@ -94,6 +101,7 @@ class ResAdaptProcessor(ProcessorMixin):
         max_visual_tokens: int | None = None,
         budget_tolerance: float = DEFAULT_BUDGET_TOLERANCE,
         default_scale: float = 1.0,
+        allocator_config: dict | None = None,
     ):
         self.backbone_processor_class = backbone_processor_class
         self.min_scale = float(min_scale)
@@ -115,6 +123,20 @@ class ResAdaptProcessor(ProcessorMixin):
         )
         self._adapter = adapter_for_processor(self._backbone)
         self._allocator = None
+        self.allocator_config = None
+        if allocator_config is not None:
+            self._allocator_from_config(dict(allocator_config))
+
+    def _allocator_from_config(self, config: dict):
+        kind = config.pop("type", None)
+        if kind not in ALLOCATOR_TYPES:
+            raise ValueError(f"allocator_config['type'] must be one of {ALLOCATOR_TYPES}, got {kind!r}")
+        if kind == "prior":
+            self.allocator = PriorAllocator(**config)
+        elif kind == "fixed":
+            self.allocator = FixedScale(config["scale"])
+        else:  # the learned model is loaded by from_pretrained, which knows where the repo is
+            self.allocator_config = {"type": "model", **config}
 
     # settings ---------------------------------------------------------------------------------------------
     def _validate_settings(self):
@@ -187,6 +209,50 @@ class ResAdaptProcessor(ProcessorMixin):
                 f"(e.g. FixedScale(0.5)), got {type(value).__name__}"
             )
         self._allocator = value
+        if value is None:
+            self.allocator_config = None
+        elif isinstance(value, PriorAllocator):
+            self.allocator_config = value.to_dict()
+        elif isinstance(value, FixedScale):
+            self.allocator_config = {"type": "fixed", "scale": value.scale}
+        elif callable(getattr(value, "save_pretrained", None)):
+            self.allocator_config = {"type": "model", "subfolder": ALLOCATOR_SUBFOLDER}
+        else:  # a custom object: usable now, not serialisable
+            self.allocator_config = None
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """Save the processor (remote code + ``processor_config.json``) and a learned allocator in
+        ``allocator/`` (its own config, remote code and safetensors weights, never colliding with a backbone's)."""
+        hub = {k: kwargs.pop(k) for k in ("repo_id", "token", "private", "commit_message", "revision") if k in kwargs}
+        files = super().save_pretrained(save_directory, push_to_hub=False, **kwargs)
+        if self.allocator_config is not None and self.allocator_config["type"] == "model" and self._allocator is not None:
+            self._allocator.save_pretrained(os.path.join(save_directory, self.allocator_config["subfolder"]))
+        if push_to_hub:  # upload the whole folder: ProcessorMixin would only push the files its own call wrote
+            from huggingface_hub import create_repo, upload_folder
+
+            repo_id = hub.get("repo_id") or os.path.basename(os.path.abspath(save_directory))
+            create_repo(repo_id, private=hub.get("private"), token=hub.get("token"), exist_ok=True)
+            upload_folder(
+                repo_id=repo_id, folder_path=save_directory, token=hub.get("token"), revision=hub.get("revision"),
+                commit_message=hub.get("commit_message", "Upload ResAdapt processor"),
+            )
+        return files
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """Load the processor and, when its config names one, the learned allocator from ``allocator/``."""
+        processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        config = processor.allocator_config
+        if config is not None and config["type"] == "model":
+            from transformers import AutoModel
+
+            hub = {k: kwargs[k] for k in ("cache_dir", "force_download", "local_files_only", "token", "revision") if k in kwargs}
+            model = AutoModel.from_pretrained(
+                pretrained_model_name_or_path, subfolder=config.get("subfolder", ALLOCATOR_SUBFOLDER),
+                trust_remote_code=True, **hub,
+            )
+            processor.allocator = model.eval()
+        return processor
 
     def prepare_backbone(self, model):
         """Let an unchanged backbone read per-chunk resolutions; returns the same model (idempotent, no weights

@@ -1,0 +1,1 @@
+../processing/frame_statistics.py

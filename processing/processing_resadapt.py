@@ -439,7 +439,7 @@ class ResAdaptProcessor(ProcessorMixin):
         """Per-media per-frame scales from an explicit spec, the allocator, or the default scale."""
         counts = [int(m.frames.shape[0]) for m in media]
         if spec is None and self._allocator is not None:
-            spec = self._allocator.predict_scales([m.frames for m in media], text)
+            spec = self._allocator.predict_scales([m.frames for m in media], self._query_text(text))
         if spec is None:
             spec = self.default_scale
         if isinstance(spec, FixedScale):
@@ -464,6 +464,15 @@ class ResAdaptProcessor(ProcessorMixin):
             out.append(flat[start : start + n])
             start += n
         return out
+
+    def _query_text(self, text: str | None) -> str | None:
+        """The prompt as the allocator should read it: chat-template special tokens and placeholders removed."""
+        if text is None:
+            return None
+        specials = set(self.tokenizer.all_special_tokens) | set(self.tokenizer.get_added_vocab())
+        specials |= {self._backbone.image_token, self._backbone.video_token}
+        pattern = "|".join(re.escape(t) for t in sorted(specials, key=len, reverse=True) if t)
+        return " ".join(re.sub(pattern, " ", text).split()) if pattern else text
 
     def _allocate_samples(self, texts, samples, scales, budget, max_visual_tokens) -> list[Allocation]:
         budget = self.budget if budget is None else budget

@@ -279,3 +279,22 @@ def test_apply_chat_template_tokenize(family):
     native = backbone.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")
     assert torch.equal(ours["input_ids"], native["input_ids"])
     assert torch.equal(ours["pixel_values_videos"], native["pixel_values_videos"])
+
+
+def test_allocator_hook_sees_the_shared_frames_and_the_question():
+    model, backbone = tiny_backbone("qwen2_5_vl")
+    seen = {}
+
+    class Recorder:
+        def predict_scales(self, media, text):
+            seen["shapes"], seen["text"] = [tuple(m.shape) for m in media], text
+            return [[0.5] * m.shape[0] for m in media]
+
+    processor = ResAdaptProcessor.from_backbone(backbone, allocator=Recorder())
+    text = chat_text(backbone, "image", "video", question="Which digit is shown?")
+    allocation = processor.allocate(
+        text=text, images=[random_video(1, 50, 70)[0]], videos=[random_video(9, 64, 64)], num_frames=5
+    )
+    assert seen["shapes"] == [(1, 50, 70, 3), (5, 64, 64, 3)]  # the sampled frames the backbone gets
+    assert seen["text"] == "user Which digit is shown? assistant"
+    assert allocation.scales == [0.5] * 6 and allocation.media[1].frame_indices == [0, 2, 4, 6, 8]

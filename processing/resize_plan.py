@@ -8,7 +8,8 @@ image. Every unit has a base size (what the backbone's own processor produces at
 Sizes follow ``round(base * s / factor) * factor`` per side, which is monotone in ``s``, equals the base size at
 ``s = 1`` and lets ``s > 1`` really add pixels (no cap at the backbone's ``max_pixels``: the upper bound is
 ``s_max`` itself). A unit never drops below ``min(min_visual_tokens, tokens at scale 1)`` tokens: below that the
-size is held at the smallest grid size of the unit's own aspect ratio that has enough tokens.
+size is held at the first size on the unit's own rounded scaling path that has enough tokens (per-side rounding
+can make that size squarer than the base, e.g. 168x252 -> 56x56 at 4 tokens).
 
 This file ships flat next to the weights on the Hub: stdlib only.
 """

@@ -6,6 +6,7 @@ remote code) and are importable here as ``resadapt_hf.processing``; this package
 
 from .processing.allocation import Allocation, FixedScale, MediaAllocation
 from .processing.backbones import prepare_backbone
+from .processing.prior_allocator import PriorAllocator
 from .processing.processing_resadapt import ResAdaptProcessor
 from .processing.video_input import VideoClip, load_video, to_video_clip
 
@@ -15,6 +16,7 @@ __all__ = [
     "Allocation",
     "FixedScale",
     "MediaAllocation",
+    "PriorAllocator",
     "ResAdaptProcessor",
     "VideoClip",
     "load_video",

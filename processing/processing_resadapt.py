@@ -24,6 +24,7 @@ import copy
 import math
 import os
 import re
+import shutil
 from dataclasses import replace
 from typing import Any, Sequence
 
@@ -226,7 +227,12 @@ class ResAdaptProcessor(ProcessorMixin):
         hub = {k: kwargs.pop(k) for k in ("repo_id", "token", "private", "commit_message", "revision") if k in kwargs}
         files = super().save_pretrained(save_directory, push_to_hub=False, **kwargs)
         if self.allocator_config is not None and self.allocator_config["type"] == "model" and self._allocator is not None:
-            self._allocator.save_pretrained(os.path.join(save_directory, self.allocator_config["subfolder"]))
+            subfolder = os.path.join(save_directory, self.allocator_config["subfolder"])
+            self._allocator.save_pretrained(subfolder)
+            # transformers resolves a subfolder config's auto_map against the repo root: keep the code flat there too
+            for name in os.listdir(subfolder):
+                if name.endswith(".py"):
+                    shutil.copyfile(os.path.join(subfolder, name), os.path.join(save_directory, name))
         if push_to_hub:  # upload the whole folder: ProcessorMixin would only push the files its own call wrote
             from huggingface_hub import create_repo, upload_folder
 

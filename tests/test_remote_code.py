@@ -77,3 +77,39 @@ def test_remote_code_round_trip(tmp_path):
     assert str(inputs["video_grid_thw"].tolist()) in line
     assert str(out[0, -3:].tolist()) in line
     assert line.split()[-1] == "0.5"
+
+
+LEARNED_LOADER = CLEAN_LOADER.replace(
+    "inputs = processor(text=[text], videos=[video], scales=[0.3, 0.5, 1.0, 1.0, 1.8, 1.6, 0.6, 0.6], return_tensors=\"pt\")",
+    "inputs = processor(text=[text], videos=[video], return_tensors=\"pt\")\n"
+    "plan = processor.allocate(text=text, videos=video, budget=None)\n"
+    "print('SCALES', type(processor.allocator).__module__, [round(s, 6) for s in plan.scales])",
+)
+
+
+def test_learned_allocator_repo_round_trip(tmp_path):
+    from resadapt_hf.allocators import build_allocator, save_resadapt
+
+    model, backbone = tiny_backbone("qwen2_5_vl")
+    allocator = build_allocator("tiny")
+    with torch.no_grad():  # make the policy non-trivial so that a wrong reload cannot pass by accident
+        for p in allocator.predictor.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    repo = save_resadapt(tmp_path / "repo", allocator, backbone)
+    model.save_pretrained(repo)
+    assert (repo / "allocator" / "model.safetensors").exists() and not any(repo.rglob("*.bin"))
+    (tmp_path / "loader.py").write_text(LEARNED_LOADER)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": ""}
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "loader.py"), str(repo)], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    scales_line = next(l for l in result.stdout.splitlines() if l.startswith("SCALES"))
+    assert "transformers_modules" in scales_line
+    processor = ResAdaptProcessor.from_backbone(backbone, allocator=allocator)
+    plan = processor.allocate(text=chat_text(backbone, "video"), videos=random_video(8))
+    expected = [round(s, 6) for s in plan.scales]
+    assert len(set(expected)) > 1  # content- and weight-dependent, not a constant
+    assert scales_line.endswith(str(expected))
+    assert any(l.startswith("RESULT") for l in result.stdout.splitlines())

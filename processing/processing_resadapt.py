@@ -85,6 +85,8 @@ class ResAdaptProcessor(ProcessorMixin):
             ``{"type": "fixed", "scale": s}``, ``{"type": "model", "subfolder": "allocator"}`` (a learned
             Allocator saved next to this config, loaded with ``AutoModel`` and ``trust_remote_code``), or None.
             Set automatically from :attr:`allocator`.
+        backbone_name_or_path: Hub id or path of the backbone these sub-processors come from (recorded by
+            :meth:`from_backbone`; the model to load next to this processor).
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class ResAdaptProcessor(ProcessorMixin):
         budget_tolerance: float = DEFAULT_BUDGET_TOLERANCE,
         default_scale: float = 1.0,
         allocator_config: dict | None = None,
+        backbone_name_or_path: str | None = None,
     ):
         self.backbone_processor_class = backbone_processor_class
         self.min_scale = float(min_scale)
@@ -113,6 +116,7 @@ class ResAdaptProcessor(ProcessorMixin):
         self.max_visual_tokens = max_visual_tokens
         self.budget_tolerance = float(budget_tolerance)
         self.default_scale = float(default_scale)
+        self.backbone_name_or_path = backbone_name_or_path
         self._validate_settings()
         super().__init__(image_processor, tokenizer, video_processor, chat_template=chat_template)
         backbone_cls = getattr(transformers, backbone_processor_class, None)
@@ -187,6 +191,8 @@ class ResAdaptProcessor(ProcessorMixin):
             video_processor=copy.deepcopy(backbone_processor.video_processor),
             chat_template=backbone_processor.chat_template,
             backbone_processor_class=type(backbone_processor).__name__,
+            backbone_name_or_path=settings.pop("backbone_name_or_path", None)
+            or getattr(backbone_processor.tokenizer, "name_or_path", None) or None,
             **settings,
         )
         processor.allocator = allocator

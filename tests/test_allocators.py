@@ -69,3 +69,14 @@ def test_save_resadapt_writes_a_complete_folder(tmp_path):
     loaded = ResAdaptProcessor.from_pretrained(repo)
     assert loaded.budget == 0.3 and loaded.backbone_processor_class == "Qwen3VLProcessor"
     assert loaded.allocator.config.encoder_type == "statistics"
+
+
+def test_processor_config_records_the_backbone(tmp_path):
+    import json
+
+    _, backbone = tiny_backbone("qwen2_5_vl")
+    processor = ResAdaptProcessor.from_backbone(backbone, backbone_name_or_path="Qwen/Qwen2.5-VL-7B-Instruct")
+    processor.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "processor_config.json").read_text())
+    assert config["backbone_name_or_path"] == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert config["backbone_processor_class"] == "Qwen2_5_VLProcessor"

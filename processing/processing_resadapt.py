@@ -408,11 +408,16 @@ class ResAdaptProcessor(ProcessorMixin):
             video_fps = _meta_get(meta, "fps")
             indices = _meta_get(meta, "frames_indices")
             is_path = isinstance(video, (str, os.PathLike))
+            path_num_frames, path_fps = num_frames, fps
+            if is_path and num_frames is None and fps is None:
+                # a file with no sampling request: sample as the backbone's own video processor would
+                path_num_frames = getattr(self.video_processor, "num_frames", None)
+                path_fps = None if path_num_frames is not None else getattr(self.video_processor, "fps", None)
             clip = to_video_clip(
                 video,
-                num_frames=num_frames,
-                fps=fps,
-                video_fps=video_fps,
+                num_frames=path_num_frames if is_path else num_frames,
+                fps=path_fps if is_path else fps,
+                video_fps=None if is_path else video_fps,
                 frame_indices=None if is_path or indices is None else [int(j) for j in indices],
             )
             total = _meta_get(meta, "total_num_frames")

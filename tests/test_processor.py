@@ -298,3 +298,19 @@ def test_allocator_hook_sees_the_shared_frames_and_the_question():
     assert seen["shapes"] == [(1, 50, 70, 3), (5, 64, 64, 3)]  # the sampled frames the backbone gets
     assert seen["text"] == "user Which digit is shown? assistant"
     assert allocation.scales == [0.5] * 6 and allocation.media[1].frame_indices == [0, 2, 4, 6, 8]
+
+
+def test_video_files_sample_like_the_backbone(tmp_path):
+    from resadapt_hf.sample_clips import write_demo_clip
+
+    path = write_demo_clip(tmp_path / "clip.mp4", num_frames=16, fps=8)  # 2 seconds
+    _, qwen3 = tiny_backbone("qwen3_vl")  # its video processor samples at 2 fps by default
+    plan = ResAdaptProcessor.from_backbone(qwen3).allocate(text=chat_text(qwen3, "video"), videos=str(path))
+    assert len(plan.frame_indices) == 4 and plan.timestamps[0] == 0.0
+    _, qwen25 = tiny_backbone("qwen2_5_vl")  # no default sampling: every frame, unless asked
+    processor = ResAdaptProcessor.from_backbone(qwen25)
+    assert len(processor.allocate(text=chat_text(qwen25, "video"), videos=str(path)).frame_indices) == 16
+    plan = processor.allocate(text=chat_text(qwen25, "video"), videos=str(path), fps=4)
+    # 4 fps of an 8 fps clip: 8 frames spread uniformly over the clip, first and last included
+    assert len(plan.frame_indices) == 8 and plan.frame_indices[0] == 0 and plan.frame_indices[-1] == 15
+    assert plan.timestamps[1] == pytest.approx(plan.frame_indices[1] / 8)

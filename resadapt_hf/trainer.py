@@ -18,9 +18,8 @@ raises). ``num_iterations`` must be 1 (on-policy: one update per rollout batch).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Callable, Protocol
 
 import torch
 from torch.utils.data import DataLoader
@@ -28,6 +27,7 @@ from trl import GRPOConfig
 from trl.trainer.base_trainer import _BaseTrainer
 
 from .capo import COST_MODES, allocator_loss, capo_advantage_details, proxy_cost
+from .data import decode_record
 from .rewards import FORMAT_WEIGHT, accuracy_reward, format_reward, is_correct
 
 
@@ -66,6 +66,10 @@ class CAPOConfig(GRPOConfig):
     lambda_con: float = field(default=5e-4, metadata={"help": "Weight of the concentration loss (Eq. 23)."})
     kappa_max: float = field(default=30.0, metadata={"help": "Concentration cap alpha+beta of L_con (Eq. 20)."})
     format_weight: float = field(default=FORMAT_WEIGHT, metadata={"help": "Weight of the format reward."})
+    video_num_frames: int | None = field(
+        default=16, metadata={"help": "Frames sampled from each record's video (shared by Allocator and backbone)."}
+    )
+    video_fps: float | None = field(default=None, metadata={"help": "Sample videos at this rate instead."})
     train_backbone: bool = field(default=False, metadata={"help": "Co-train the backbone (not implemented)."})
     epsilon_high: float | None = field(default=0.28, metadata={"help": "Upper PPO clip (DAPO-style asymmetric)."})
     gradient_checkpointing: bool = field(
@@ -151,8 +155,8 @@ class CAPOTrainer(_BaseTrainer):
         rollout: a :class:`Rollout` (``BackboneRollout`` for a real/tiny backbone, or the synthetic needle
             reader).
         args: :class:`CAPOConfig`.
-        train_dataset: records with ``frames`` (uint8 [T, H, W, 3]) or a decoded clip, ``question``, ``answer``,
-            ``problem_type`` and optionally ``options``/``segments`` (the schema of ``resadapt_hf.data``).
+        train_dataset: records of the ``resadapt_hf.data`` schema (``video`` path or ``frames``, ``question``,
+            ``answer``, ``problem_type``, optional ``options``/``segments``); videos are decoded once per step.
         reward_funcs: TRL-convention reward functions ``f(prompts, completions, **columns) -> list[float]``;
             default: accuracy (task reward, also used for correctness) + format (weighted by ``format_weight``).
         processor: the ``ResAdaptProcessor`` pushed with the Allocator by :meth:`push_to_hub`.
@@ -174,15 +178,20 @@ class CAPOTrainer(_BaseTrainer):
         )
         self._metrics: dict[str, list[float]] = {}
         self.skipped_nonfinite_steps = 0
-        super().__init__(model=model, args=args, train_dataset=train_dataset, data_collator=lambda rows: rows,
+        super().__init__(model=model, args=args, train_dataset=train_dataset, data_collator=self._decode,
                          callbacks=callbacks)
+
+    def _decode(self, rows: list[dict]) -> list[dict]:
+        """Decode each record's video once; the Allocator and every rollout read these frames."""
+        sampling = {"num_frames": self.args.video_num_frames} if self.args.video_fps is None else {"fps": self.args.video_fps}
+        return [decode_record(r, **sampling) if r.get("video") is not None else r for r in rows]
 
     # data ------------------------------------------------------------------------------------------------
     def get_train_dataloader(self) -> DataLoader:
         prompts = self.args.per_device_train_batch_size // self.args.num_generations
         generator = torch.Generator().manual_seed(self.args.seed)
         loader = DataLoader(self.train_dataset, batch_size=prompts, shuffle=True, generator=generator,
-                            collate_fn=lambda rows: rows, drop_last=self.args.dataloader_drop_last)
+                            collate_fn=self._decode, drop_last=self.args.dataloader_drop_last)
         return self.accelerator.prepare(loader)
 
     # loss ------------------------------------------------------------------------------------------------

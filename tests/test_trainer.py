@@ -112,3 +112,21 @@ def test_push_to_hub_uploads_the_complete_repo(tmp_path, monkeypatch):
     assert {"processor_config.json", "processing_resadapt.py", "allocator", "README.md"} <= names
     loaded = ResAdaptProcessor.from_pretrained(folder)
     assert loaded.budget == 0.4 and loaded.allocator is not None
+
+
+def test_video_records_are_decoded_once_per_step(tmp_path):
+    from resadapt_hf.sample_clips import write_demo_clip
+
+    path = write_demo_clip(tmp_path / "clip.mp4", num_frames=12)
+    seen = []
+
+    class Recording(ScriptedRollout):
+        def __call__(self, record, frames, frame_scales, num_rollouts):
+            seen.append((tuple(frames.shape), frame_scales.shape))
+            return super().__call__(record, frames, frame_scales, num_rollouts)
+
+    data = [{"video": str(path), "question": "Which letter?", "answer": "B", "problem_type": "multiple_choice",
+             "options": ["A. x", "B. y"]}]
+    CAPOTrainer(build_allocator("tiny-statistics"), Recording(), _config(tmp_path, max_steps=1, video_num_frames=6),
+                data).train()
+    assert seen == [((6, 120, 160, 3), torch.Size([2, 6]))]

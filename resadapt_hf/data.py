@@ -88,7 +88,9 @@ def decode_record(row: dict, *, num_frames: int | None = None, fps: float | None
     if row.get("video") is not None:
         clip = load_video(row["video"], num_frames=num_frames, fps=fps)
     else:
-        frames = row["frames"] if isinstance(row["frames"], torch.Tensor) else torch.as_tensor(row["frames"])
+        frames = row["frames"]
+        if isinstance(frames, (list, tuple)):  # JSON / datasets store frames as nested lists of 0..255 ints
+            frames = torch.as_tensor(frames, dtype=torch.uint8)
         clip = to_video_clip(frames, num_frames=num_frames, fps=fps)
     return {**row, "frames": clip.frames, "frame_indices": clip.frame_indices, "timestamps": clip.timestamps}
 

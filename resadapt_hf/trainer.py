@@ -184,7 +184,7 @@ class CAPOTrainer(_BaseTrainer):
     def _decode(self, rows: list[dict]) -> list[dict]:
         """Decode each record's video once; the Allocator and every rollout read these frames."""
         sampling = {"num_frames": self.args.video_num_frames} if self.args.video_fps is None else {"fps": self.args.video_fps}
-        return [decode_record(r, **sampling) if r.get("video") is not None else r for r in rows]
+        return [decode_record(r, **sampling) for r in rows]
 
     # data ------------------------------------------------------------------------------------------------
     def get_train_dataloader(self) -> DataLoader:

@@ -42,3 +42,29 @@ def chat_text(processor, *kinds, question="What happens?"):
 @pytest.fixture(params=QWEN_FAMILIES)
 def family(request):
     return request.param
+
+
+# Prelude of scripts run by run_without_package: the Hub files must stand on their own.
+BLOCK_PACKAGE_IMPORTS = '''
+import sys
+
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "resadapt_hf" or name.startswith("resadapt_hf."):
+            raise ImportError("blocked " + name)
+
+sys.meta_path.insert(0, _Block())
+'''
+
+
+def run_without_package(script: str, repo, tmp_path):
+    """Run ``script`` (``sys.argv[1]`` = repo) in a fresh, offline process where ``resadapt_hf`` cannot be
+    imported; return the completed process (stdout/stderr captured)."""
+    import subprocess
+    import sys
+
+    loader = tmp_path / "loader.py"
+    loader.write_text(BLOCK_PACKAGE_IMPORTS + script)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": ""}
+    return subprocess.run([sys.executable, str(loader), str(repo)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)

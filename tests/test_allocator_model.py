@@ -3,14 +3,12 @@ remote-code round trip, parameter count, frozen encoder, dtypes and input checks
 
 import os
 import re
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 
-from conftest import chat_text, random_video, tiny_backbone
+from conftest import chat_text, random_video, run_without_package, tiny_backbone
 from resadapt_hf.modeling.configuration_resadapt import ResAdaptConfig
 from resadapt_hf.modeling.modeling_resadapt import AllocatorPolicy, ResAdaptAllocator
 from resadapt_hf.tiny import build_tiny_backbone, build_tiny_tokenizer
@@ -173,13 +171,6 @@ def test_statistics_encoder_variant():
 CLEAN_LOADER = textwrap.dedent(
     """
     import sys
-
-    class _Block:  # the package must not be importable: the Hub files have to stand on their own
-        def find_spec(self, name, path=None, target=None):
-            if name == "resadapt_hf" or name.startswith("resadapt_hf."):
-                raise ImportError("blocked " + name)
-
-    sys.meta_path.insert(0, _Block())
     import torch
     from transformers import AutoModel
 
@@ -208,12 +199,7 @@ def test_remote_code_round_trip_is_bit_identical(smol_random_head, tmp_path):
             source = (repo / name).read_text()
             assert "import numpy" not in source and "resadapt_hf" not in source and "PIL" not in source
 
-    (tmp_path / "loader.py").write_text(CLEAN_LOADER)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": ""}
-    result = subprocess.run(
-        [sys.executable, str(tmp_path / "loader.py"), str(repo)], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=300,
-    )
+    result = run_without_package(CLEAN_LOADER, repo, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "trust_remote_code" not in result.stdout + result.stderr  # nothing asks twice
     keys = ("MODULE", "ALPHA", "BETA", "SCALES")

@@ -2,25 +2,16 @@
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import torch
 
-from conftest import chat_text, random_video, tiny_backbone
+from conftest import chat_text, random_video, run_without_package, tiny_backbone
 from resadapt_hf import ResAdaptProcessor
 
 CLEAN_LOADER = textwrap.dedent(
     """
     import sys
-
-    class _Block:  # the package must not be importable: the Hub files have to stand on their own
-        def find_spec(self, name, path=None, target=None):
-            if name == "resadapt_hf" or name.startswith("resadapt_hf."):
-                raise ImportError("blocked " + name)
-
-    sys.meta_path.insert(0, _Block())
     import numpy as np, torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -58,12 +49,7 @@ def test_remote_code_round_trip(tmp_path):
             source = (repo / name).read_text()
             assert "import numpy" not in source and "resadapt_hf" not in source.replace("resadapt_hf.processing", "")
 
-    (tmp_path / "loader.py").write_text(CLEAN_LOADER)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": ""}
-    result = subprocess.run(
-        [sys.executable, str(tmp_path / "loader.py"), str(repo)], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=300,
-    )
+    result = run_without_package(CLEAN_LOADER, repo, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(l for l in result.stdout.splitlines() if l.startswith("RESULT"))
     assert "transformers_modules" in line
@@ -98,12 +84,7 @@ def test_learned_allocator_repo_round_trip(tmp_path):
     repo = save_resadapt(tmp_path / "repo", allocator, backbone)
     model.save_pretrained(repo)
     assert (repo / "allocator" / "model.safetensors").exists() and not any(repo.rglob("*.bin"))
-    (tmp_path / "loader.py").write_text(LEARNED_LOADER)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": ""}
-    result = subprocess.run(
-        [sys.executable, str(tmp_path / "loader.py"), str(repo)], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=300,
-    )
+    result = run_without_package(LEARNED_LOADER, repo, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     scales_line = next(l for l in result.stdout.splitlines() if l.startswith("SCALES"))
     assert "transformers_modules" in scales_line

@@ -36,3 +36,17 @@ def test_config_overrides_and_errors(tmp_path):
     with pytest.raises(ValueError, match="task"):
         main(["train", "--set", "task=poetry", "--set", f"output_dir={tmp_path}", "--set", "use_cpu=true",
               "--set", "allocator=tiny-statistics"])
+
+
+def test_train_on_the_synthetic_needle_task(tmp_path):
+    config = {
+        "task": "synthetic", "allocator": "tiny-statistics", "output_dir": str(tmp_path / "out"),
+        "num_generations": 4, "per_device_train_batch_size": 4, "max_steps": 2, "use_cpu": True, "report_to": [],
+        "logging_steps": 1, "synthetic": {"num_samples": 4},
+    }
+    (tmp_path / "synthetic.yaml").write_text(yaml.safe_dump(config))
+    assert main(["train", "--config", str(tmp_path / "synthetic.yaml")]) == 0
+    assert (tmp_path / "out" / "model.safetensors").exists()
+    state = json.loads((tmp_path / "out" / "checkpoint-2" / "trainer_state.json").read_text())
+    logged = [h for h in state["log_history"] if "retention" in h]
+    assert logged and all(0 < h["retention"] <= 1.8**2 for h in logged)

@@ -84,3 +84,15 @@ def test_processor_speed_quick(tmp_path):
     assert data["ratio_vs_native"]["native"] == pytest.approx(1.0)
     assert data["target"]["resadapt_over_native_max"] == 1.5
     assert data["checks"]["scale1_bit_identical_to_native"] is True
+
+
+def test_synthetic_capo_benchmark_quick(tmp_path):
+    spec = importlib.util.spec_from_file_location("synthetic_capo", REPO / "benchmarks" / "synthetic_capo.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "synthetic.json"
+    assert bench.main(["--quick", "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert set(payload["results"]) >= {"none", "direct", "capo", "fixed_scale@capo", "prior@capo"}
+    assert abs(payload["results"]["fixed_scale@capo"]["retention"] - payload["results"]["capo"]["retention"]) <= 0.05
+    assert (tmp_path / "synthetic.png").exists()

@@ -312,7 +312,7 @@ def build_tiny_processor(
     )
 
 
-def _qwen_text_config(tok, **extra) -> dict[str, Any]:
+def _text_config(tok, **extra) -> dict[str, Any]:
     return dict(
         vocab_size=len(tok),
         hidden_size=TEXT_HIDDEN,
@@ -321,8 +321,8 @@ def _qwen_text_config(tok, **extra) -> dict[str, Any]:
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=4096,
-        # Qwen's BOS is <|endoftext|> (it is never prepended); the default id
-        # 151643 would be out of vocabulary.
+        # BOS is the pad token (never prepended); Qwen's default id 151643
+        # would be out of vocabulary.
         bos_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
@@ -345,7 +345,7 @@ def _config(family: str, tok, overrides: dict[str, Any]):
     if family == "qwen2_vl":
         kwargs = dict(
             # head_dim 16 -> 8 rotary frequencies split over (t, h, w).
-            text_config=_qwen_text_config(
+            text_config=_text_config(
                 tok, rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]}
             ),
             vision_config=dict(
@@ -363,7 +363,7 @@ def _config(family: str, tok, overrides: dict[str, Any]):
         cls = transformers.Qwen2VLConfig
     elif family == "qwen2_5_vl":
         kwargs = dict(
-            text_config=_qwen_text_config(
+            text_config=_text_config(
                 tok, rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]}
             ),
             vision_config=dict(
@@ -384,7 +384,7 @@ def _config(family: str, tok, overrides: dict[str, Any]):
         cls = transformers.Qwen2_5_VLConfig
     elif family == "qwen3_vl":
         kwargs = dict(
-            text_config=_qwen_text_config(
+            text_config=_text_config(
                 tok,
                 head_dim=16,
                 rope_parameters={
@@ -419,18 +419,7 @@ def _config(family: str, tok, overrides: dict[str, Any]):
                 image_size=SMOLVLM_TILE,
                 patch_size=SMOLVLM_PATCH,
             ),
-            text_config=dict(
-                model_type="llama",
-                vocab_size=len(tok),
-                hidden_size=TEXT_HIDDEN,
-                intermediate_size=2 * TEXT_HIDDEN,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-                max_position_embeddings=4096,
-                eos_token_id=tok.eos_token_id,
-                pad_token_id=tok.pad_token_id,
-            ),
+            text_config=_text_config(tok, model_type="llama"),
             scale_factor=SMOLVLM_SCALE_FACTOR,
             image_token_id=tok.convert_tokens_to_ids("<image>"),
             pad_token_id=tok.pad_token_id,

@@ -6,7 +6,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench clean space space-bundle
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,7 +17,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
+# system packages the tests need (Chromium for the headless-browser test; skipped with a reason if apt fails)
 test: install
+	bash scripts/install_test_deps.sh
 	$(PY) -m pytest -q tests
 
 demo: install
@@ -25,6 +27,20 @@ demo: install
 
 bench: install
 	$(PY) benchmarks/processor_speed.py
+
+# the Gradio Space locally: tiny random backbone + prior allocator, offline (http://127.0.0.1:7860)
+space: install
+	$(PY) space/app.py
+
+# a self-contained Space folder (app, requirements, card, the package copied in), ready to upload
+SPACE_OUT ?= build/space
+space-bundle:
+	rm -rf $(SPACE_OUT) && mkdir -p $(SPACE_OUT)
+	cp space/app.py space/requirements.txt space/README.md $(SPACE_OUT)/
+	cp -r resadapt_hf $(SPACE_OUT)/resadapt_hf
+	for d in processing modeling hub_card; do rm -rf $(SPACE_OUT)/resadapt_hf/$$d; cp -rL $$d $(SPACE_OUT)/resadapt_hf/$$d; done
+	find $(SPACE_OUT) -name __pycache__ -prune -exec rm -rf {} +
+	@echo "Space folder ready: $(SPACE_OUT) (upload: hf upload <user>/<space> $(SPACE_OUT) . --repo-type space)"
 
 clean:
 	rm -rf demo_out .pytest_cache

@@ -22,7 +22,9 @@ What is counted, and how:
   forward cannot run on fake tensors (its window index and per-window attention split use ``.tolist()``), so one
   decoder layer is counted and multiplied by 28, and one vision block is counted piecewise (its norms, QKV,
   projection and MLP on all patches, plus SDPA over its real segments: 8x8-patch windows in 28 blocks, whole
-  2-frame chunks in the 4 full-attention blocks) and multiplied by the number of blocks of each kind.
+  2-frame chunks in the 4 full-attention blocks) and multiplied by the number of blocks of each kind. A patch grid
+  that does not divide into whole windows gets the smaller edge windows the model uses (``qwen_vision_per_chunk``
+  takes any chunk size; ``benchmarks/e2e_cost.py`` counts resized chunks with it).
   Two bases: 448x448 frames (256 LLM tokens per 2-frame chunk) and 672x896 frames (768 tokens per chunk; the
   per-frame cap of 602,112 px = 768 x 28^2 that the reference code uses, which reproduces the paper's vanilla
   column).
@@ -170,6 +172,23 @@ def build_qwen():
         return transformers.Qwen2_5_VLForConditionalGeneration(config)
 
 
+def window_lengths(grid_h: int, grid_w: int, window: int, merge: int) -> dict[int, int]:
+    """{patches per attention window: number of such windows} for one temporal slice of ``grid_h x grid_w`` patches.
+
+    As Qwen2.5-VL's window index: the merged-token grid is cut into ``window / merge``-sided windows from the top
+    left; the last row/column of windows is smaller when the grid does not divide (padding is dropped)."""
+    side = window // merge
+
+    def lengths(merged: int) -> list[int]:
+        return [side] * (merged // side) + ([merged % side] if merged % side else [])
+
+    out: dict[int, int] = {}
+    for a in lengths(grid_h // merge):
+        for b in lengths(grid_w // merge):
+            out[a * b * merge**2] = out.get(a * b * merge**2, 0) + 1
+    return out
+
+
 def qwen_vision_per_chunk(model, height: int, width: int) -> dict[str, int]:
     """One 2-frame chunk through the Qwen2.5-VL vision tower (patch embedding, 32 blocks, merger)."""
     visual = model.model.visual
@@ -177,8 +196,6 @@ def qwen_vision_per_chunk(model, height: int, width: int) -> dict[str, int]:
     gh, gw = height // vc.patch_size, width // vc.patch_size
     patches = gh * gw  # one temporal patch covers both frames of the chunk
     window = vc.window_size // vc.patch_size  # 8 patches per side
-    if gh % window or gw % window:
-        raise ValueError("pick a base whose patch grid divides into whole windows")
     heads, head_dim = vc.num_heads, vc.hidden_size // vc.num_heads
     block = visual.blocks[0]
     with FakeTensorMode(allow_non_fake_inputs=True):
@@ -192,8 +209,10 @@ def qwen_vision_per_chunk(model, height: int, width: int) -> dict[str, int]:
             block.mlp(block.norm2(x))
 
         weights = count(block_weights)
-        windows = patches // window**2
-        windowed = count(lambda: F.scaled_dot_product_attention(*(meta(windows, heads, window**2, head_dim),) * 3))
+        windowed = add(*(
+            count(lambda n=n, c=c: F.scaled_dot_product_attention(*(meta(c, heads, n, head_dim),) * 3))
+            for n, c in window_lengths(gh, gw, window, vc.spatial_merge_size).items()
+        ))
         full = count(lambda: F.scaled_dot_product_attention(*(meta(1, heads, patches, head_dim),) * 3))
         merger = count(lambda: visual.merger(x))
     num_full = len(vc.fullatt_block_indexes)

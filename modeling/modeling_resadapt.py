@@ -33,7 +33,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 
 from .configuration_resadapt import SMOLVLM_MODEL_TYPES, ResAdaptConfig
-from .frame_statistics import FRAME_STATISTIC_CHANNELS, frame_statistic_tokens
+from .frame_statistics import FRAME_STATISTIC_CHANNELS, frame_statistic_tokens, standardised_statistic_tokens
 
 # Latent actions are kept this far from 0 and 1 so that Beta log-probs stay finite.
 ACTION_EPS = 1e-6
@@ -418,7 +418,7 @@ class StatisticsFeatureEncoder(nn.Module):
 
     @property
     def frame_width(self) -> int:
-        return FRAME_STATISTIC_CHANNELS
+        return 2 * FRAME_STATISTIC_CHANNELS  # z-scores + log levels, see standardised_statistic_tokens
 
     @property
     def query_width(self) -> int:
@@ -429,8 +429,8 @@ class StatisticsFeatureEncoder(nn.Module):
         return self.query_embedding(input_ids)
 
     def encode_videos(self, videos: Sequence[torch.Tensor], dtype: torch.dtype) -> list[torch.Tensor]:
-        """Per video (the change channels compare neighbouring frames of one video) -> [T_i, grid^2, C]."""
-        return [frame_statistic_tokens(v, grid=self.grid).to(dtype) for v in videos]
+        """Per video (the change channels and the z-scores compare frames of one video) -> [T_i, grid^2, 2C]."""
+        return [standardised_statistic_tokens(frame_statistic_tokens(v, grid=self.grid)).to(dtype) for v in videos]
 
 
 def hashed_word_ids(text: str, buckets: int) -> list[int]:

@@ -1,4 +1,6 @@
-"""``resadapt`` command line: ``resadapt train --config file.yaml [--set key=value ...]`` and ``resadapt demo``.
+"""``resadapt`` command line: ``resadapt train --config file.yaml [--set key=value ...]``, ``resadapt eval ...``
+(budget-controlled evaluation, :mod:`resadapt_hf.evaluate`), ``resadapt push ...`` (export, validate and upload a
+Hub repo, :mod:`resadapt_hf.hub`) and ``resadapt demo``.
 
 Training config (YAML; every key except the ones below is a :class:`CAPOConfig` field, e.g. ``num_generations``,
 ``learning_rate``, ``max_steps``, ``cost_mode``, ``output_dir``, ``push_to_hub``):
@@ -55,38 +57,16 @@ def load_train_config(path: str | None, overrides: Sequence[str]) -> dict:
     return values
 
 
-def _load_backbone(name: str):
-    if name.startswith("tiny-"):
-        from .tiny import build_tiny_backbone
-
-        return build_tiny_backbone(name[len("tiny-"):])
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    model = AutoModelForImageTextToText.from_pretrained(name, dtype=dtype, device_map="auto" if torch.cuda.is_available() else None)
-    return model, AutoProcessor.from_pretrained(name)
-
-
-def _load_allocator(spec: str):
-    from .allocators import PRESETS, build_allocator
-
-    if spec in PRESETS:
-        return build_allocator(spec)
-    from transformers import AutoModel
-
-    return AutoModel.from_pretrained(spec, trust_remote_code=True)
-
-
 def train(values: dict) -> int:
     from .data import load_records
+    from .evaluate import load_allocator, load_backbone
     from .processing.processing_resadapt import ResAdaptProcessor
     from .rewards import SYSTEM_PROMPT
     from .trainer import BackboneRollout, CAPOConfig, CAPOTrainer
 
     task = values.get("task", "dataset")
     config = CAPOConfig(**{k: v for k, v in values.items() if k not in _OWN_KEYS})
-    allocator = _load_allocator(values.get("allocator", "default"))
+    allocator = load_allocator(values.get("allocator", "default"))
     if task == "synthetic":
         from .synthetic import NeedleRollout, NeedleTaskConfig, make_needle_dataset
 
@@ -97,8 +77,9 @@ def train(values: dict) -> int:
     elif task == "dataset":
         if not values.get("dataset") or not values.get("backbone"):
             raise ValueError("task: dataset needs 'dataset' and 'backbone'")
-        model, backbone_processor = _load_backbone(values["backbone"])
-        processor = ResAdaptProcessor.from_backbone(backbone_processor, **(values.get("processor") or {}))
+        model, backbone_processor = load_backbone(values["backbone"])
+        settings = {"backbone_name_or_path": values["backbone"], **(values.get("processor") or {})}
+        processor = ResAdaptProcessor.from_backbone(backbone_processor, **settings)
         rollout = BackboneRollout(model, processor, system_prompt=SYSTEM_PROMPT,
                                   max_new_tokens=int(values.get("max_new_tokens", 256)))
         records = load_records(values["dataset"])
@@ -120,11 +101,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_cmd = commands.add_parser("train", help="train an Allocator with CAPO")
     train_cmd.add_argument("--config", help="YAML file of settings")
     train_cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    from .evaluate import add_eval_arguments, run_eval
+    from .hub import add_push_arguments, run_push
+
+    add_eval_arguments(commands.add_parser("eval", help="evaluate allocators against a backbone at matched budgets"))
+    add_push_arguments(commands.add_parser("push", help="export, validate and upload a ResAdapt repo to the Hub"))
     demo_cmd = commands.add_parser("demo", help="the processor demo (make demo)")
     demo_cmd.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.command == "train":
         return train(load_train_config(args.config, args.set))
+    if args.command == "eval":
+        return run_eval(args)
+    if args.command == "push":
+        return run_push(args)
     from .demo import main as demo_main
 
     return demo_main(args.rest)

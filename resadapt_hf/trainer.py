@@ -279,13 +279,53 @@ class CAPOTrainer(_BaseTrainer):
         settings["backbone_name_or_path"] = self.processor.backbone_name_or_path
         return save_resadapt(output_dir, self.model, backbone, **settings)
 
-    def push_to_hub(self, commit_message: str = "End of CAPO training", blocking: bool = True, **kwargs):
-        """Save the complete ResAdapt repo to ``output_dir`` and upload the whole folder."""
-        from huggingface_hub import create_repo, upload_folder
+    def push_to_hub(self, commit_message: str | None = "End of CAPO training", blocking: bool = True,
+                    token: str | None = None, revision: str | None = None, private: bool | None = None, **kwargs):
+        """Export the complete ResAdapt repo (processor remote code, ``allocator/`` safetensors, model card with
+        this run's ``CAPOConfig`` values) to ``<output_dir>/hub_export`` and upload it with
+        :func:`resadapt_hf.hub.push_folder` (validated first).
 
-        folder = self.save_resadapt()
-        self.create_model_card(model_name=self.args.hub_model_id)
-        repo_id = self.args.hub_model_id or folder.name
-        create_repo(repo_id, private=self.args.hub_private_repo, token=self.args.hub_token, exist_ok=True)
-        return upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message,
-                             token=self.args.hub_token, revision=kwargs.get("revision"))
+        TRL/transformers meaning of the arguments: the repo is ``args.hub_model_id`` (default: the name of
+        ``output_dir``; without a namespace, the token's user), ``private`` defaults to ``args.hub_private_repo``,
+        ``token`` to ``args.hub_token``, ``revision`` to ``args.hub_revision`` (a branch, created when missing).
+        ``blocking`` is accepted for compatibility; the upload always completes before returning.
+
+        Args:
+            kwargs: ``eval_dir`` (``resadapt eval`` output for the card's results), ``license``, ``datasets``,
+                ``backbone`` (see :func:`resadapt_hf.hub.export_folder`).
+
+        Returns:
+            The upload's ``CommitInfo`` (None on processes other than the main one).
+        """
+        from pathlib import Path
+
+        from .hub import export_folder, push_folder
+
+        if self.processor is None:
+            raise ValueError("processor: pass the ResAdaptProcessor to CAPOTrainer to push a complete repo")
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        if not self.is_world_process_zero():
+            return None
+        token = token if token is not None else self.args.hub_token
+        private = private if private is not None else self.args.hub_private_repo
+        revision = revision if revision is not None else getattr(self.args, "hub_revision", None)
+        repo_id = self.args.hub_model_id or Path(self.args.output_dir).absolute().name
+        if "/" not in repo_id:  # as transformers does: a bare name lives in the token owner's namespace
+            import huggingface_hub
+
+            repo_id = f"{huggingface_hub.whoami(token=token)['name']}/{repo_id}"
+        training_args = {**self.args.to_dict(), "global_step": self.state.global_step}
+        export_kwargs = {k: kwargs[k] for k in ("eval_dir", "license", "datasets", "backbone") if k in kwargs}
+        # the same processor save_resadapt writes: this trainer's Allocator in front of the processor's settings
+        settings = {k: getattr(self.processor, k) for k in ("min_scale", "max_scale", "budget", "max_visual_tokens",
+                                                             "resample", "min_visual_tokens", "budget_tolerance")}
+        processor = type(self.processor).from_backbone(
+            self.processor.backbone_processor, allocator=self.accelerator.unwrap_model(self.model),
+            backbone_name_or_path=self.processor.backbone_name_or_path, **settings,
+        )
+        folder = export_folder(
+            processor, Path(self.args.output_dir) / "hub_export", training_args=training_args, repo_id=repo_id,
+            revision=revision or "main", overwrite=True, **export_kwargs,
+        )
+        return push_folder(folder, repo_id, private=private, revision=revision,
+                           commit_message=commit_message or "End of CAPO training", token=token)

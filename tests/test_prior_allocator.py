@@ -6,7 +6,12 @@ import torch
 
 from conftest import chat_text, tiny_backbone
 from resadapt_hf import ResAdaptProcessor
-from resadapt_hf.processing.frame_statistics import FRAME_STATISTIC_CHANNELS, frame_detail_and_change, frame_statistic_tokens
+from resadapt_hf.processing.frame_statistics import (
+    FRAME_STATISTIC_CHANNELS,
+    frame_detail_and_change,
+    frame_statistic_tokens,
+    standardised_statistic_tokens,
+)
 from resadapt_hf.processing.prior_allocator import PriorAllocator, prior_scores, scores_to_scales
 
 
@@ -25,6 +30,32 @@ def test_statistic_tokens_shape_and_hand_values():
     assert torch.allclose(tokens[:, :, :3], torch.zeros(2, 16, 3))  # flat frames: no detail
     assert torch.allclose(tokens[0, :, 3], torch.zeros(16)) and torch.allclose(tokens[1, :, 3], torch.ones(16), atol=1e-5)
     assert torch.allclose(tokens[:, :, 6], torch.ones(2, 16), atol=1e-5)  # black -> white: change 1 both ways
+
+
+def test_standardised_tokens_hand_values():
+    # one channel, 2 frames x 2 patches: values 0, 0, 0, 4 -> mean 1, population std sqrt(3)
+    tokens = torch.tensor([[[0.0], [0.0]], [[0.0], [4.0]]])
+    out = standardised_statistic_tokens(tokens, floor=1e-3, clip=8.0)
+    assert out.shape == (2, 2, 2)
+    z = 3 ** -0.5
+    assert torch.allclose(out[..., 0], torch.tensor([[-z, -z], [-z, 3 * z]]), atol=1e-6)
+    assert torch.allclose(out[..., 1], torch.log10(tokens[..., 0] + 1e-3))
+    constant = standardised_statistic_tokens(torch.full((3, 4, 2), 0.5))
+    assert torch.all(constant[..., :2] == 0)  # nothing stands out: z = 0, not NaN
+    with pytest.raises(ValueError, match="tokens"):
+        standardised_statistic_tokens(torch.zeros(4, 2))
+
+
+def test_standardised_tokens_make_the_needle_glyph_stand_out():
+    # the Allocator's statistics encoder must see a small glyph (IMPLEMENTATION_NOTES, synthetic needle task)
+    from resadapt_hf.synthetic import NeedleTaskConfig, make_needle_sample
+
+    sample = make_needle_sample(NeedleTaskConfig(), 3)
+    z = standardised_statistic_tokens(frame_statistic_tokens(sample.frames))[..., 1]  # downscale-loss z-scores
+    peak = z.amax(dim=1)  # [T]
+    needle = sample.needle_frames[0]
+    others = [t for t in range(len(peak)) if t not in sample.needle_frames]
+    assert peak[needle] > 3.0 and peak[needle] > peak[others].max() + 1.0
 
 
 def test_textured_frames_get_larger_scales_than_flat_ones():

@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 
 from resadapt_hf.allocators import build_allocator
 from resadapt_hf.processing.prior_allocator import PriorAllocator
-from resadapt_hf.processing.resize_plan import UnitSpec, chunk_scales, solve_budget
+from resadapt_hf.processing.resize_plan import UnitSpec, solve_budget
 from resadapt_hf.synthetic import NeedleReader, NeedleTaskConfig, chunk_lengths, make_needle_sample
 from resadapt_hf.trainer import CAPOConfig, CAPOTrainer
 
@@ -120,12 +120,15 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="benchmarks/results/synthetic_capo.json")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
                         help="cost modes to train (the baselines are projected to capo's retention when it runs)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1 is fastest for this tiny model on a shared 2-core machine)")
     parser.add_argument("--task", nargs="*", default=[], metavar="KEY=VALUE",
                         help="NeedleTaskConfig overrides, e.g. glyph_alpha=0.45")
     parser.add_argument("--quick", action="store_true", help="a few steps on a few videos (smoke test)")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.train_videos, args.eval_videos, args.prompts = 4, 8, 8, 2
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     overrides = {k: float(v) if "." in v else int(v) for k, v in (item.split("=", 1) for item in args.task)}
@@ -158,8 +161,6 @@ def main(argv=None) -> int:
             scales = [allocator(frames=[s.frames], query=s.question).deterministic_scales()[0].tolist()
                       for s in eval_samples]
         results[mode] = {**evaluate(scales, eval_tables, eval_samples, rollout), "train_seconds": round(seconds, 1)}
-        if mode == "capo":
-            capo_scales = scales
 
     if "capo" in results:
         budget = results["capo"]["retention"]

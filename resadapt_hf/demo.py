@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print("ResAdapt demo")
     print(f"  video    : {video_path} ({source}), {clip.num_frames} frames {clip.width}x{clip.height}, fps {clip.fps}")
-    print(f"  backbone : tiny Qwen2.5-VL with RANDOM weights (resadapt_hf.tiny) - generated answers are meaningless;")
+    print("  backbone : tiny Qwen2.5-VL with RANDOM weights (resadapt_hf.tiny) - generated answers are meaningless;")
     print("             real checkpoints (e.g. Qwen/Qwen2.5-VL-3B-Instruct) load by name on a GPU machine")
     print("  allocator: training-free prior (frame detail + change statistics, query-agnostic, no weights);")
     print("             'fixed' = FixedScale (same scale everywhere) projected onto the same budget")

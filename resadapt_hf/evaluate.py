@@ -480,26 +480,41 @@ class NeedleBackend:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def load_backbone(name: str):
-    """``(model, processor)`` of a backbone: ``"tiny-<family>"`` builds a tiny random model
-    (``resadapt_hf.tiny``); anything else is loaded by name/path with ``AutoModelForImageTextToText``, bf16 and
-    ``device_map="auto"`` when CUDA is available (fp32 on CPU otherwise)."""
+def load_backbone(name: str, *, device: str | None = None, zero_gpu: bool = False):
+    """``(model, processor)`` of a backbone: ``"tiny-<family>"`` builds a tiny random Qwen-VL model
+    (``resadapt_hf.tiny``); anything else is loaded by name/path with ``AutoModelForImageTextToText``.
+
+    Args:
+        name: Hub id, local path, or ``tiny-qwen2_vl`` / ``tiny-qwen2_5_vl`` / ``tiny-qwen3_vl``.
+        device: ``"cuda"`` (bf16, ``device_map="auto"``), ``"cpu"`` (fp32) or None (cuda when available).
+        zero_gpu: on a ZeroGPU Space the GPU is attached per call: load in bf16 and ``.to("cuda")`` instead of a
+            ``device_map``.
+    """
     if not isinstance(name, str) or not name:
         raise ValueError(f"backbone must be a Hub id, a local path or 'tiny-<family>', got {name!r}")
+    if device not in (None, "cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or None, got {device!r}")
+    cuda = torch.cuda.is_available() if device is None else device == "cuda"
     if name.startswith("tiny-"):
-        from .tiny import FAMILIES, build_tiny_backbone
+        from .processing.backbones import ADAPTERS
+        from .tiny import build_tiny_backbone
 
+        families = sorted({a.family for a in ADAPTERS})
         family = name[len("tiny-"):]
-        if family not in FAMILIES:
-            raise ValueError(f"backbone: tiny backbones are {[f'tiny-{f}' for f in FAMILIES]}, got {name!r}")
-        return build_tiny_backbone(family)
+        if family not in families:
+            raise ValueError(f"backbone: tiny backbones are {[f'tiny-{f}' for f in families]}, got {name!r}")
+        model, processor = build_tiny_backbone(family)
+        return (model.to("cuda") if cuda else model).eval(), processor
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    cuda = torch.cuda.is_available()
-    model = AutoModelForImageTextToText.from_pretrained(
-        name, dtype=torch.bfloat16 if cuda else torch.float32, device_map="auto" if cuda else None,
-    )
-    return model.eval(), AutoProcessor.from_pretrained(name)
+    processor = AutoProcessor.from_pretrained(name)
+    if not cuda:
+        model = AutoModelForImageTextToText.from_pretrained(name, dtype=torch.float32)
+    elif zero_gpu:
+        model = AutoModelForImageTextToText.from_pretrained(name, dtype=torch.bfloat16).to("cuda")
+    else:
+        model = AutoModelForImageTextToText.from_pretrained(name, dtype=torch.bfloat16, device_map="auto")
+    return model.eval(), processor
 
 
 def load_allocator(spec):

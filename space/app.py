@@ -199,29 +199,12 @@ class ModelCache:
             return loaded
 
     def _load_backbone(self, name: str):
-        cuda = self.config.device == "cuda"
-        if name.startswith(TINY_PREFIX):
-            from resadapt_hf.tiny import FAMILIES, build_tiny_backbone
+        from resadapt_hf.evaluate import load_backbone
 
-            family = name[len(TINY_PREFIX):]
-            if family not in FAMILIES or family == "smolvlm":
-                raise gr.Error(f"Unknown tiny backbone {name!r}: use tiny-qwen2_vl, tiny-qwen2_5_vl or tiny-qwen3_vl.")
-            model, backbone_processor = build_tiny_backbone(family, seed=0)
-            model = model.to("cuda") if cuda else model
-        else:
-            from transformers import AutoModelForImageTextToText, AutoProcessor
-
-            try:
-                backbone_processor = AutoProcessor.from_pretrained(name)
-                if cuda and not ZERO_GPU:  # as resadapt_hf.cli: bf16, spread over the visible GPUs
-                    model = AutoModelForImageTextToText.from_pretrained(name, dtype=torch.bfloat16, device_map="auto")
-                elif cuda:  # ZeroGPU: load, then .to("cuda") (the GPU is attached per @spaces.GPU call)
-                    model = AutoModelForImageTextToText.from_pretrained(name, dtype=torch.bfloat16).to("cuda")
-                else:
-                    model = AutoModelForImageTextToText.from_pretrained(name, dtype=torch.float32)
-            except (OSError, ValueError) as err:
-                raise gr.Error(f"Could not load the backbone {name!r}: {err}") from err
-        return model.eval(), backbone_processor
+        try:
+            return load_backbone(name, device=self.config.device, zero_gpu=ZERO_GPU)
+        except (OSError, ValueError) as err:
+            raise gr.Error(f"Could not load the backbone {name!r}: {err}") from err
 
     # allocators ---------------------------------------------------------------------------------------------------
     def allocator(self, kind: str, spec: str | None):

@@ -7,10 +7,7 @@ message, with the app still serving valid requests afterwards. Offline: HF_HUB_O
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import socket
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,9 +15,9 @@ import pytest
 pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
+from space_launch import launched_space  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-APP_PATH = REPO / "space" / "app.py"
 MAX_SECONDS = 3  # the test limit: the valid clip lasts 2 s, the long one 5 s
 MAX_FILE_MB = 1
 QUESTION = "What moves across the frames?"
@@ -34,24 +31,6 @@ SPACE_ENV = {
     "RESADAPT_MAX_NEW_TOKENS": "4",
     "GRADIO_ANALYTICS_ENABLED": "False",
 }
-
-
-def load_space_app():
-    """Import space/app.py (not a package) as a module."""
-    name = "resadapt_space_app"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, APP_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -75,27 +54,9 @@ def media(tmp_path_factory):
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
     """(module, demo, client, url) of a launched app; closed at the end of the module."""
-    saved = {k: os.environ.get(k) for k in SPACE_ENV}
-    os.environ.update(SPACE_ENV)
-    demo = None
-    try:
-        app = load_space_app()
-        config = app.AppConfig.from_env()
-        demo = app.build_demo(config, examples_dir=tmp_path_factory.mktemp("space_examples"))
-        port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                    **app.launch_kwargs(demo, config))
-        url = f"http://127.0.0.1:{port}/"
+    with launched_space(SPACE_ENV, tmp_path_factory.mktemp("space_examples")) as (app, demo, url):
         client = Client(url, verbose=False, download_files=str(tmp_path_factory.mktemp("client_downloads")))
         yield app, demo, client, url
-    finally:
-        if demo is not None:
-            demo.close()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _answer(client, video=None, image=None, budget=0.5, **kw):

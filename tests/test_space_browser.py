@@ -7,11 +7,8 @@ with that hint otherwise. Everything stays on 127.0.0.1 (no first-run, sync, com
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,9 +17,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
     pytest.skip("chromium not installed: run scripts/install_test_deps.sh", allow_module_level=True)
 pytest.importorskip("gradio")
+from space_launch import launched_space  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-APP_PATH = REPO / "space" / "app.py"
 SPACE_ENV = {
     "RESADAPT_BACKBONE": "tiny-qwen2_5_vl",
     "RESADAPT_ALLOCATOR": "prior",
@@ -38,44 +34,10 @@ VIRTUAL_TIME_MS = 20000
 CHROMIUM_TIMEOUT_S = 90
 
 
-def load_space_app():
-    name = "resadapt_space_app"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, APP_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def page_url(tmp_path_factory):
-    saved = {k: os.environ.get(k) for k in SPACE_ENV}
-    os.environ.update(SPACE_ENV)
-    demo = None
-    try:
-        app = load_space_app()
-        config = app.AppConfig.from_env()
-        demo = app.build_demo(config, examples_dir=tmp_path_factory.mktemp("browser_examples"))
-        port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                    **app.launch_kwargs(demo, config))
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        if demo is not None:
-            demo.close()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with launched_space(SPACE_ENV, tmp_path_factory.mktemp("browser_examples")) as (_, _, url):
+        yield url
 
 
 def chromium(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess:

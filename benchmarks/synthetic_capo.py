@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from resadapt_hf.allocators import build_allocator
+from resadapt_hf.plots import line_chart
 from resadapt_hf.processing.prior_allocator import PriorAllocator
 from resadapt_hf.processing.resize_plan import UnitSpec, solve_budget
 from resadapt_hf.synthetic import NeedleReader, NeedleTaskConfig, chunk_lengths, make_needle_sample
@@ -33,6 +34,7 @@ class TableRollout:
 
     def __init__(self, tables, config: NeedleTaskConfig):
         self.tables, self.config = tables, config
+        self.needle_gap = []  # per call: mean sampled scale on needle frames minus on distractor frames
         self.tokens_per_size = [(h // config.factor) * (w // config.factor) for h, w in next(iter(tables.values())).sizes]
 
     def retention(self, table, scales: torch.Tensor) -> torch.Tensor:
@@ -42,6 +44,9 @@ class TableRollout:
 
     def __call__(self, record, frames, frame_scales, num_rollouts):
         table = self.tables[record["index"]]
+        needle = torch.zeros(frame_scales.shape[1], dtype=torch.bool)
+        needle[record["needle_frames"]] = True
+        self.needle_gap.append(float(frame_scales[:, needle].mean() - frame_scales[:, ~needle].mean()))
         letters = [table.predict(s) for s in frame_scales.tolist()]
         completions = [[f"<think>read</think><answer>\\boxed{{{x}}}</answer>"] * num_rollouts for x in letters]
         return completions, self.retention(table, frame_scales)
@@ -71,24 +76,26 @@ def project(scales, config: NeedleTaskConfig, budget: float):
                         max_scale=config.max_scale).frame_scales
 
 
+PANELS = (("mean_scale", "mean sampled scale", (0.2, 1.8)), ("accuracy", "accuracy", (0.0, 1.0)),
+          ("needle_gap", "needle minus distractor scale", None))
+
+
 def plot(curves: dict, path: Path):
-    width, height, pad = 900, 360, 40
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    colours = {"none": (220, 120, 0), "direct": (200, 30, 30), "capo": (30, 90, 200)}
-    steps = max(max((p[0] for p in c), default=1) for c in curves.values()) or 1
-    for panel, key, top in ((0, "mean_scale", 1.8), (1, "accuracy", 1.0)):
-        x0 = pad + panel * (width // 2)
-        draw.rectangle([x0, pad, x0 + width // 2 - 2 * pad, height - pad], outline="black")
-        draw.text((x0 + 5, pad - 15), f"{key} vs step", fill="black")
-        for mode, points in curves.items():
-            xy = [(x0 + (width // 2 - 2 * pad) * s / steps, height - pad - (height - 2 * pad) * v[key] / top)
-                  for s, v in points if key in v]
-            if len(xy) > 1:
-                draw.line(xy, fill=colours[mode], width=2)
-            if xy:
-                draw.text((xy[-1][0] - 40, xy[-1][1] - 12), mode, fill=colours[mode])
-    image.save(path)
+    """Training curves per mode, one panel per metric side by side (``resadapt_hf.plots.line_chart``)."""
+    panels = []
+    for key, label, ylim in PANELS:
+        series = {mode: [(step, values[key]) for step, values in points if key in values]
+                  for mode, points in curves.items()}
+        panel = line_chart(series, path.with_name(f"{path.stem}_{key}.png"), title=label, xlabel="step",
+                           ylabel=label, ylim=ylim, size=(600, 420), sort_x=False)
+        panels.append(Image.open(panel).convert("RGB"))
+        panel.unlink()
+    sheet = Image.new("RGB", (sum(p.width for p in panels), max(p.height for p in panels)), "white")
+    x = 0
+    for panel in panels:
+        sheet.paste(panel, (x, 0))
+        x += panel.width
+    sheet.save(path)
 
 
 def paper_shape(results: dict) -> dict:
@@ -152,11 +159,17 @@ def main(argv=None) -> int:
             report_to=[], use_cpu=True, save_strategy="no", seed=args.seed, disable_tqdm=True,
             lr_scheduler_type="constant",
         )
+        rollout.needle_gap.clear()
         started = time.perf_counter()
         trainer = CAPOTrainer(allocator, rollout, training, records)
         trainer.train()
         seconds = time.perf_counter() - started
         curves[mode] = [(h["step"], h) for h in trainer.state.log_history if "mean_scale" in h]
+        previous = 0
+        for step, h in curves[mode]:  # sampled needle-minus-distractor scale over the steps since the last log
+            window = rollout.needle_gap[previous * args.prompts : step * args.prompts]
+            h["needle_gap"] = sum(window) / max(1, len(window))
+            previous = step
         with torch.no_grad():
             scales = [allocator(frames=[s.frames], query=s.question).deterministic_scales()[0].tolist()
                       for s in eval_samples]
@@ -181,7 +194,7 @@ def main(argv=None) -> int:
     print("paper shape:", expected)
     payload = {"benchmark": "synthetic_capo", "settings": vars(args), "task": config.__dict__, "results": results,
                "paper_shape": expected,
-               "curves": {m: [{"step": s, **{k: v[k] for k in ("mean_scale", "accuracy", "retention", "reward")
+               "curves": {m: [{"step": s, **{k: v[k] for k in ("mean_scale", "accuracy", "retention", "reward", "needle_gap")
                                              if k in v}} for s, v in c] for m, c in curves.items()}}
     out.write_text(json.dumps(payload, indent=2, default=str))
     plot(curves, out.with_suffix(".png"))

@@ -42,7 +42,7 @@ class ResAdaptConfig(PretrainedConfig):
     (input projections 2 x 589,824; 2 predictor blocks of 18,884,609; query-conditioned pooling 4,199,424; Beta head
     527,874). The frozen SmolVLM2-256M encoder adds 228,099,648 frozen parameters (vision tower, connector and text
     model with its embeddings, as computed from the architecture; its LM head is not kept). With
-    ``encoder_type="statistics"`` and otherwise default values there are 47,755,780 trainable parameters (the
+    ``encoder_type="statistics"`` and otherwise default values there are 47,763,972 trainable parameters (the
     hashed query embedding, 4,194,304, is trainable; nothing is frozen). Both trainable counts are checked by the
     test suite on the meta device.
 

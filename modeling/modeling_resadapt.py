@@ -418,7 +418,7 @@ class StatisticsFeatureEncoder(nn.Module):
 
     @property
     def frame_width(self) -> int:
-        return 2 * FRAME_STATISTIC_CHANNELS  # z-scores + log levels, see standardised_statistic_tokens
+        return 3 * FRAME_STATISTIC_CHANNELS  # z-scores, per-frame max z-scores, log levels: standardised_statistic_tokens
 
     @property
     def query_width(self) -> int:
@@ -429,7 +429,7 @@ class StatisticsFeatureEncoder(nn.Module):
         return self.query_embedding(input_ids)
 
     def encode_videos(self, videos: Sequence[torch.Tensor], dtype: torch.dtype) -> list[torch.Tensor]:
-        """Per video (the change channels and the z-scores compare frames of one video) -> [T_i, grid^2, 2C]."""
+        """Per video (the change channels and the z-scores compare frames of one video) -> [T_i, grid^2, 3C]."""
         return [standardised_statistic_tokens(frame_statistic_tokens(v, grid=self.grid)).to(dtype) for v in videos]
 
 

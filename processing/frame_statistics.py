@@ -92,21 +92,27 @@ def frame_statistic_tokens(frames: torch.Tensor, grid: int = 8, work_size: int =
 
 
 def standardised_statistic_tokens(tokens: torch.Tensor, floor: float = 1e-3, clip: float = 8.0) -> torch.Tensor:
-    """Encoder input made from :func:`frame_statistic_tokens` of one video: what stands out, and how much there is.
+    """Encoder input made from :func:`frame_statistic_tokens` of one video: what stands out, where, and how much.
 
     The raw statistics are small (about 0.01 to 0.6) and dominated by what every frame shares, so after a
     randomly initialised projection and the predictor's LayerNorms a frame with a small glyph differs from its
     neighbours by well under 1% of the feature norm (measured: 0.3% after the Beta head's LayerNorm, so the head
-    gave every frame the same scale). Two views fix that without learned statistics:
+    gave every frame the same scale). And a glyph fills one patch of ``grid**2``: attention pooling, uniform at
+    initialisation, averages it away (its z-score of about 8 becomes 8/64 against patch noise of the same size).
+    Three views fix both without learned statistics:
 
     * the z-score of each channel over all frames and patches of the video (clipped to ``[-clip, clip]``): a
       patch with a glyph, or a frame that changes, stands out by several units whatever the video's overall level;
+    * the frame's largest z-score per channel, repeated on each of its patches: whether the frame holds such an
+      outlier anywhere survives any pooling (measured: a supervised needle-vs-distractor fit of the tiny Allocator
+      went from no separation to full separation, and the CAPO policy could only then tell needle frames apart);
     * ``log10(value + floor)``: the absolute level (a detailed video needs more pixels than a flat one).
 
     Args:
         tokens: float [T, P, C] statistics of one video.
     Returns:
-        float [T, P, 2 * C]: z-scores in channels ``[0, C)``, log levels in ``[C, 2C)``.
+        float [T, P, 3 * C]: z-scores in channels ``[0, C)``, per-frame maxima of the z-scores in ``[C, 2C)``,
+        log levels in ``[2C, 3C)``.
     """
     if tokens.ndim != 3:
         raise ValueError(f"tokens must be [T, P, C], got shape {tuple(tokens.shape)}")
@@ -114,7 +120,8 @@ def standardised_statistic_tokens(tokens: torch.Tensor, floor: float = 1e-3, cli
     # a channel constant over the video (e.g. change of a single image) has no outliers: std floor keeps z = 0
     std = tokens.std(dim=(0, 1), keepdim=True, unbiased=False).clamp_min(floor)
     z = ((tokens - mean) / std).clamp(-clip, clip)
-    return torch.cat([z, torch.log10(tokens.clamp_min(0) + floor)], dim=-1)
+    frame_max = z.amax(dim=1, keepdim=True).expand_as(z)
+    return torch.cat([z, frame_max, torch.log10(tokens.clamp_min(0) + floor)], dim=-1)
 
 
 def frame_detail_and_change(frames: torch.Tensor, grid: int = 8, work_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:

@@ -36,12 +36,13 @@ def test_standardised_tokens_hand_values():
     # one channel, 2 frames x 2 patches: values 0, 0, 0, 4 -> mean 1, population std sqrt(3)
     tokens = torch.tensor([[[0.0], [0.0]], [[0.0], [4.0]]])
     out = standardised_statistic_tokens(tokens, floor=1e-3, clip=8.0)
-    assert out.shape == (2, 2, 2)
+    assert out.shape == (2, 2, 3)
     z = 3 ** -0.5
     assert torch.allclose(out[..., 0], torch.tensor([[-z, -z], [-z, 3 * z]]), atol=1e-6)
-    assert torch.allclose(out[..., 1], torch.log10(tokens[..., 0] + 1e-3))
+    assert torch.allclose(out[..., 1], torch.tensor([[-z, -z], [3 * z, 3 * z]]), atol=1e-6)  # frame max, per patch
+    assert torch.allclose(out[..., 2], torch.log10(tokens[..., 0] + 1e-3))
     constant = standardised_statistic_tokens(torch.full((3, 4, 2), 0.5))
-    assert torch.all(constant[..., :2] == 0)  # nothing stands out: z = 0, not NaN
+    assert torch.all(constant[..., :4] == 0)  # nothing stands out: z = 0, not NaN
     with pytest.raises(ValueError, match="tokens"):
         standardised_statistic_tokens(torch.zeros(4, 2))
 

@@ -19,6 +19,7 @@ raises). ``num_iterations`` must be 1 (on-policy: one update per rollout batch).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Protocol
 
 import torch
@@ -266,18 +267,27 @@ class CAPOTrainer(_BaseTrainer):
         super().log(logs, start_time)
 
     # hub ---------------------------------------------------------------------------------------------------
-    def save_resadapt(self, output_dir: str | None = None):
-        """Write the complete ResAdaptProcessor repo (remote code, processor config, allocator/ weights)."""
-        from .allocators import save_resadapt
-
+    def _trained_processor(self):
+        """The training processor's settings with this trainer's Allocator in front (what gets exported)."""
         if self.processor is None:
             raise ValueError("processor: pass the ResAdaptProcessor to CAPOTrainer to export a complete repo")
-        output_dir = output_dir or self.args.output_dir
-        backbone = self.processor.backbone_processor
         settings = {k: getattr(self.processor, k) for k in ("min_scale", "max_scale", "budget", "max_visual_tokens",
                                                              "resample", "min_visual_tokens", "budget_tolerance")}
-        settings["backbone_name_or_path"] = self.processor.backbone_name_or_path
-        return save_resadapt(output_dir, self.model, backbone, **settings)
+        return type(self.processor).from_backbone(
+            self.processor.backbone_processor, allocator=self.accelerator.unwrap_model(self.model),
+            backbone_name_or_path=self.processor.backbone_name_or_path, **settings,
+        )
+
+    def save_resadapt(self, output_dir: str | None = None):
+        """Write the complete ResAdaptProcessor repo (remote code, processor config, allocator/ weights)."""
+        output_dir = Path(output_dir or self.args.output_dir)
+        self._trained_processor().save_pretrained(output_dir)
+        return output_dir
+
+    def _push_from_checkpoint(self, checkpoint_folder):
+        # transformers would upload output_dir at every save (checkpoints, training_args.bin pickle, the bare
+        # Allocator config): a ResAdapt repo is pushed once, exported and validated, by push_to_hub()
+        return None
 
     def push_to_hub(self, commit_message: str | None = "End of CAPO training", blocking: bool = True,
                     token: str | None = None, revision: str | None = None, private: bool | None = None, **kwargs):
@@ -297,8 +307,6 @@ class CAPOTrainer(_BaseTrainer):
         Returns:
             The upload's ``CommitInfo`` (None on processes other than the main one).
         """
-        from pathlib import Path
-
         from .hub import export_folder, push_folder
 
         if self.processor is None:
@@ -316,13 +324,7 @@ class CAPOTrainer(_BaseTrainer):
             repo_id = f"{huggingface_hub.whoami(token=token)['name']}/{repo_id}"
         training_args = {**self.args.to_dict(), "global_step": self.state.global_step}
         export_kwargs = {k: kwargs[k] for k in ("eval_dir", "license", "datasets", "backbone") if k in kwargs}
-        # the same processor save_resadapt writes: this trainer's Allocator in front of the processor's settings
-        settings = {k: getattr(self.processor, k) for k in ("min_scale", "max_scale", "budget", "max_visual_tokens",
-                                                             "resample", "min_visual_tokens", "budget_tolerance")}
-        processor = type(self.processor).from_backbone(
-            self.processor.backbone_processor, allocator=self.accelerator.unwrap_model(self.model),
-            backbone_name_or_path=self.processor.backbone_name_or_path, **settings,
-        )
+        processor = self._trained_processor()
         folder = export_folder(
             processor, Path(self.args.output_dir) / "hub_export", training_args=training_args, repo_id=repo_id,
             revision=revision or "main", overwrite=True, **export_kwargs,

@@ -112,6 +112,10 @@ def test_push_to_hub_uploads_the_complete_repo(tmp_path, monkeypatch):
     assert {"processor_config.json", "processing_resadapt.py", "allocator", "README.md"} <= names
     loaded = ResAdaptProcessor.from_pretrained(folder)
     assert loaded.budget == 0.4 and loaded.allocator is not None
+    # checkpoints (with their training_args.bin pickle) are never uploaded: only the validated export above
+    calls.clear()
+    trainer.save_model(str(tmp_path / "checkpoint-1"))
+    assert trainer._push_from_checkpoint(str(tmp_path / "checkpoint-1")) is None and calls == []
 
 
 def test_video_records_are_decoded_once_per_step(tmp_path):

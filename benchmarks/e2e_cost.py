@@ -86,7 +86,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import allocator_flops as af  # noqa: E402
-from processor_speed import _machine  # noqa: E402
+from processor_speed import _machine, output_path  # noqa: E402
 from resadapt_hf import PriorAllocator, ResAdaptProcessor  # noqa: E402
 from resadapt_hf.allocators import build_allocator  # noqa: E402
 from resadapt_hf.processing.resize_plan import UnitSpec, solve_budget  # noqa: E402
@@ -613,14 +613,6 @@ def print_goals(goals: dict) -> None:
               f"{'also met' if p['met_by_both_estimators'] else 'not met by this estimator'}")
 
 
-def output_path(out: str) -> Path:
-    path = Path(out)
-    if path.suffix != ".json":
-        path = path / "e2e_cost.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -666,7 +658,7 @@ def main(argv=None) -> int:
         "wallclock": wall,
         "seconds": {"flops": round(flops_seconds, 1), "total": round(seconds, 1)},
     }
-    path = output_path(args.out)
+    path = output_path(args.out, "e2e_cost.json")
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n({seconds:.0f} s) wrote {path}")
     return 0

@@ -89,10 +89,11 @@ def _machine() -> dict:
     }
 
 
-def _output_path(out: str) -> Path:
+def output_path(out: str, default_name: str = "processor_speed.json") -> Path:
+    """``out`` if it names a .json file, else ``out/default_name``; parent folders created."""
     path = Path(out)
     if path.suffix != ".json":
-        path = path / "processor_speed.json"
+        path = path / default_name
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -214,7 +215,7 @@ def main(argv=None) -> int:
           f"scale 1 bit-identical to native: {checks['scale1_bit_identical_to_native']}")
     if profile_top is not None:
         print(profile_top)
-    path = _output_path(args.out)
+    path = output_path(args.out)
     path.write_text(json.dumps(result, indent=2))
     print(f"wrote {path}")
     return 0

@@ -278,7 +278,7 @@ def capo_advantage_details(
         a_base = _group_zscore(r)
         shaping, a_tilde, per_rollout, floor_active = zeros, a_base, a_base, no_floor
     elif cost_mode == "direct":
-        # "beta w/ direct cost": z-score of the Lagrangian reward R - w * C. This collapses to s_min, and the
+        # "beta w/ direct cost": z-score of the Lagrangian reward R - w * C. This pushes towards s_min, and the
         # z-scoring is why (IMPLEMENTATION_NOTES, measured): in an all-correct or all-wrong group R is constant, so
         # R - w C standardises to -(C - mean C) / std C -- pure cost, with unit size WHATEVER w is (w cancels).
         # Most groups saturate once the task is easy or hard, so cost differences of any size get +-1 advantages
@@ -362,8 +362,8 @@ def capo_advantages(
 
     * ``"none"``: accuracy only, mean over N of ``A_base`` ("beta w/o cost"; the paper's run goes to s ~ s_max).
     * ``"direct"``: z-score of ``R - direct_cost_weight * penalty`` over the M*N rollouts, penalty = ``retention``
-      if given else ``cost``; no shaping, no floor ("beta w/ direct cost"). It collapses to s_min, and the
-      z-scoring is the cause: in all-correct / all-wrong groups the standardised reward is pure cost with unit size
+      if given else ``cost``; no shaping, no floor ("beta w/ direct cost"). It pushes every frame towards s_min
+      (benchmarks/synthetic_capo.py: distractors 0.36 and accuracy lost in training), and the z-scoring is the cause: in all-correct / all-wrong groups the standardised reward is pure cost with unit size
       for ANY weight > 0 (the weight cancels), see IMPLEMENTATION_NOTES.
     * ``"capo_centered"``: the reference code's variant (REFERENCE_IMPLEMENTATION §3.3), NOT the default:
       per allocation, ``acc_j`` = mean reward, correct_j = fraction of correct rollouts > 0.35, base = z-score of

@@ -31,11 +31,24 @@ class BackboneAdapter:
         family: short family name used in configs and error messages.
         processor_class_names: backbone processor classes this adapter serves.
         model_class_names: inner model classes (the ones holding ``get_rope_index``) it can prepare.
+        user_turn_start, turn_end: chat-template markers around a user turn (ChatML, as every supported family
+            uses); the Allocator reads the text of the last user turn, as it was trained on the question alone.
     """
 
     family: str = ""
     processor_class_names: tuple[str, ...] = ()
     model_class_names: tuple[str, ...] = ()
+    user_turn_start: str = "<|im_start|>user"
+    turn_end: str = "<|im_end|>"
+
+    def last_user_turn(self, text: str) -> str:
+        """The text of the last user turn of a chat-template prompt (the whole text when it has no user turn)."""
+        start = text.rfind(self.user_turn_start)
+        if start < 0:
+            return text
+        body = text[start + len(self.user_turn_start):]
+        end = body.find(self.turn_end)
+        return body if end < 0 else body[:end]
 
     def __init__(self, backbone_processor):
         self.processor = backbone_processor

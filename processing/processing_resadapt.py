@@ -483,9 +483,11 @@ class ResAdaptProcessor(ProcessorMixin):
         return out
 
     def _query_text(self, text: str | None) -> str | None:
-        """The prompt as the allocator should read it: chat-template special tokens and placeholders removed."""
+        """The prompt as the allocator should read it: the last user turn (not the system prompt or role names:
+        CAPOTrainer trains on the question alone), chat-template special tokens and placeholders removed."""
         if text is None:
             return None
+        text = self._adapter.last_user_turn(text)
         specials = set(self.tokenizer.all_special_tokens) | set(self.tokenizer.get_added_vocab())
         specials |= {self._backbone.image_token, self._backbone.video_token}
         pattern = "|".join(re.escape(t) for t in sorted(specials, key=len, reverse=True) if t)

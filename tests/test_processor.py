@@ -296,8 +296,33 @@ def test_allocator_hook_sees_the_shared_frames_and_the_question():
         text=text, images=[random_video(1, 50, 70)[0]], videos=[random_video(9, 64, 64)], num_frames=5
     )
     assert seen["shapes"] == [(1, 50, 70, 3), (5, 64, 64, 3)]  # the sampled frames the backbone gets
-    assert seen["text"] == "user Which digit is shown? assistant"
+    assert seen["text"] == "Which digit is shown?"
     assert allocation.scales == [0.5] * 6 and allocation.media[1].frame_indices == [0, 2, 4, 6, 8]
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_allocator_reads_the_last_user_turn_only(family):
+    # what CAPOTrainer trains on (the question), not the system prompt, earlier turns or role names
+    _, backbone = tiny_backbone(family)
+    seen = []
+
+    class Recorder:
+        def predict_scales(self, media, text):
+            seen.append(text)
+            return [[1.0] * m.shape[0] for m in media]
+
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": "Think step by step."}]},
+        {"role": "user", "content": [{"type": "text", "text": "Hello"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Hi"}]},
+        {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "Which digit is shown?"}]},
+    ]
+    text = backbone.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    processor = ResAdaptProcessor.from_backbone(backbone, allocator=Recorder())
+    processor.allocate(text=text, videos=[random_video(4, 64, 64)])
+    bare = "Which digit is shown? <|vision_start|><|video_pad|><|vision_end|>"
+    processor.allocate(text=bare, videos=[random_video(4, 64, 64)])
+    assert seen == ["Which digit is shown?", "Which digit is shown?"]  # no chat template: the whole text
 
 
 def test_video_files_sample_like_the_backbone(tmp_path):

@@ -83,8 +83,9 @@ def _is_dataset_dict(source) -> bool:
 
 
 def decode_record(row: dict, *, num_frames: int | None = None, fps: float | None = None) -> dict:
-    """The record with ``frames`` uint8 [T, H, W, 3] (decoded from ``video`` once), ``frame_indices`` and
-    ``timestamps``."""
+    """The record with ``frames`` uint8 [T, H, W, 3] (decoded from ``video`` once), ``frame_indices``,
+    ``timestamps`` and ``clip`` (the :class:`VideoClip` itself, which keeps a file's frame rate: the backbone's
+    temporal positions / timestamps need it, raw frames would fall back to an assumed rate)."""
     if row.get("video") is not None:
         clip = load_video(row["video"], num_frames=num_frames, fps=fps)
     else:
@@ -92,7 +93,8 @@ def decode_record(row: dict, *, num_frames: int | None = None, fps: float | None
         if isinstance(frames, (list, tuple)):  # JSON / datasets store frames as nested lists of 0..255 ints
             frames = torch.as_tensor(frames, dtype=torch.uint8)
         clip = to_video_clip(frames, num_frames=num_frames, fps=fps)
-    return {**row, "frames": clip.frames, "frame_indices": clip.frame_indices, "timestamps": clip.timestamps}
+    return {**row, "frames": clip.frames, "frame_indices": clip.frame_indices, "timestamps": clip.timestamps,
+            "clip": clip}
 
 
 def decode_records(rows: Iterable[dict], **sampling) -> list[dict]:

@@ -73,7 +73,7 @@ from .processing.resize_plan import (
     total_tokens,
     validate_scales,
 )
-from .processing.video_input import VideoClip, load_video, to_video_clip
+from .processing.video_input import VideoClip, to_video_clip
 from .rewards import SYSTEM_PROMPT, extract_answer, is_correct, task_reward
 
 logger = logging.getLogger(__name__)
@@ -345,10 +345,7 @@ class EvalBackend(Protocol):
 def _clip_of(record: dict, num_frames: int | None, fps: float | None) -> VideoClip:
     """The record's sampled video as a ``VideoClip`` (frame indices and, for files, the real frame rate, which the
     backbone uses for temporal positions / timestamps)."""
-    if record.get("video") is not None:
-        return load_video(record["video"], num_frames=num_frames, fps=fps)  # what decode_record does, keeping fps
-    decoded = decode_record(record, num_frames=num_frames, fps=fps)
-    return to_video_clip(decoded["frames"], frame_indices=decoded["frame_indices"])
+    return decode_record(record, num_frames=num_frames, fps=fps)["clip"]
 
 
 class HFBackend:

@@ -132,9 +132,12 @@ class BackboneRollout:
     @torch.no_grad()
     def __call__(self, record, frames, frame_scales, num_rollouts):
         text = self.prompt(record)
+        # the decoded clip carries the file's frame rate (temporal positions / timestamps); raw frames otherwise
+        clip = record.get("clip")
+        video = clip if clip is not None and clip.frames is frames else frames
         completions, retention = [], []
         for scales in frame_scales.tolist():
-            inputs = self.processor(text=[text], videos=[frames], scales=scales, return_tensors="pt",
+            inputs = self.processor(text=[text], videos=[video], scales=scales, return_tensors="pt",
                                     return_allocation=True)
             allocation = inputs.pop("allocation")[0]
             inputs = inputs.to(self.backbone.device)

@@ -134,3 +134,26 @@ def test_video_records_are_decoded_once_per_step(tmp_path):
     CAPOTrainer(build_allocator("tiny-statistics"), Recording(), _config(tmp_path, max_steps=1, video_num_frames=6),
                 data).train()
     assert seen == [((6, 120, 160, 3), torch.Size([2, 6]))]
+
+
+def test_backbone_rollout_keeps_the_video_frame_rate(tmp_path, monkeypatch):
+    # Qwen2.5-VL's temporal positions use seconds per chunk = temporal_patch_size / fps of the file
+    from resadapt_hf.data import decode_record
+    from resadapt_hf.sample_clips import write_demo_clip
+
+    model, backbone = tiny_backbone("qwen2_5_vl")
+    path = write_demo_clip(tmp_path / "clip.mp4", num_frames=8, fps=4)
+    record = decode_record({"video": str(path), "question": "What moves?", "answer": "A",
+                            "problem_type": "multiple_choice", "options": ["A. a", "B. b"]})
+    assert record["clip"].fps == 4 and record["clip"].frames is record["frames"]
+    seen = []
+    original = model.generate
+
+    def spy(**inputs):
+        seen.append(inputs["second_per_grid_ts"].tolist())
+        return original(**inputs)
+
+    monkeypatch.setattr(model, "generate", spy, raising=False)
+    rollout = BackboneRollout(model, ResAdaptProcessor.from_backbone(backbone), max_new_tokens=2, do_sample=False)
+    rollout(record, record["frames"], torch.ones(1, 8), num_rollouts=1)
+    assert seen == [[0.5]]  # 2 frames per chunk at 4 fps, not the rate assumed for raw frames

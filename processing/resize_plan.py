@@ -193,8 +193,8 @@ def solve_budget(
     The relative shape of the allocation is kept: every frame is multiplied by the same ``m`` and clipped to
     ``[min_scale, max_scale]``. Retention is a step function of ``m``; the jump that crosses the target is found
     by bisection, and when no single ``m`` lands within ``tolerance`` units are raised one at a time to their next
-    grid size (those closest to their next step first) until it does. ``max_visual_tokens`` is a hard cap that is
-    never exceeded.
+    grid size (those closest to their next step first) until it does; if every single raise would overshoot, one
+    unit is raised a step and another lowered a step. ``max_visual_tokens`` is a hard cap that is never exceeded.
 
     Args:
         units: the resizing units of one sample, in order.
@@ -260,6 +260,10 @@ def solve_budget(
         values, sizes, tokens = _raise_units_greedily(
             units, values, unit_frames, sizes, tokens, lower, upper, min_scale, max_scale
         )
+    if tokens < lower:  # every single raise overshoots: raise one unit and lower another
+        values, sizes, tokens = _swap_unit_pair(
+            units, values, unit_frames, sizes, tokens, lower, upper, min_scale, max_scale
+        )
     values = _away_from_size_edges(units, values, unit_frames, min_scale, max_scale)
     return BudgetSolution(
         frame_scales=values,
@@ -305,6 +309,52 @@ def _raise_units_greedily(units, values, unit_frames, sizes, tokens, lower, uppe
         sizes[i] = new_size
         tokens += extra
     return values, sizes, tokens
+
+
+def _next_size(unit: UnitSpec, mean: float, size, up: bool, min_scale: float, max_scale: float):
+    """(scale, size) one grid step above (``up``) or below ``mean``'s constant-size interval, or None."""
+    lo, hi = constant_size_interval(unit, mean, max_scale)
+    scale = min(hi * (1 + 1e-9) + 1e-12, max_scale) if up else lo * (1 - 1e-7)
+    if not min_scale <= scale <= max_scale:
+        return None
+    new_size = unit_size(unit, scale)
+    return None if new_size == size else (scale, new_size)
+
+
+def _swap_unit_pair(units, values, unit_frames, sizes, tokens, lower, upper, min_scale, max_scale):
+    """Raise one unit a grid step and lower another one step so that the total lands in ``[lower, upper]``.
+
+    Coarse token grids (a few tokens per chunk) can leave every single raise above ``upper`` while the total is
+    still below ``lower``; a raise paired with a smaller cut elsewhere then fits. Among the pairs that fit, the one
+    with the smallest relative moves keeps the allocation's shape best.
+    """
+    bounds = _unit_bounds(unit_frames)
+    means = [sum(values[a:b]) / (b - a) for a, b in bounds]
+    steps = [
+        (_next_size(u, m, z, True, min_scale, max_scale), _next_size(u, m, z, False, min_scale, max_scale))
+        for u, m, z in zip(units, means, sizes)
+    ]
+    best = None
+    for i, (up, _) in enumerate(steps):
+        for j, (_, down) in enumerate(steps):
+            if i == j or up is None or down is None:
+                continue
+            extra = (visual_tokens(*up[1], units[i].factor) - visual_tokens(*sizes[i], units[i].factor)
+                     + visual_tokens(*down[1], units[j].factor) - visual_tokens(*sizes[j], units[j].factor))
+            if not lower <= tokens + extra <= upper:
+                continue
+            distortion = up[0] / means[i] * means[j] / down[0]
+            if best is None or distortion < best[0]:
+                best = (distortion, i, j, extra)
+    if best is None:
+        return values, sizes, tokens
+    _, i, j, extra = best
+    values, sizes = list(values), list(sizes)
+    for unit_index, (scale, size) in ((i, steps[i][0]), (j, steps[j][1])):
+        a, b = bounds[unit_index]
+        values[a:b] = _with_mean(values[a:b], scale, min_scale, max_scale)
+        sizes[unit_index] = size
+    return values, sizes, tokens + extra
 
 
 def _away_from_size_edges(units, values, unit_frames, min_scale, max_scale, margin: float = 1e-4):

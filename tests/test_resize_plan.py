@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from resadapt_hf.processing.resize_plan import (
@@ -9,6 +10,7 @@ from resadapt_hf.processing.resize_plan import (
     chunk_scales,
     constant_size_interval,
     floor_scale,
+    plan_sizes,
     solve_budget,
     unit_size,
     unit_tokens,
@@ -122,3 +124,26 @@ def test_budget_errors_name_the_argument():
             solve_budget(units, [1.0] * 4, [2] * 2, budget=bad)
     with pytest.raises(ValueError, match="max_visual_tokens"):
         solve_budget(units, [1.0] * 4, [2] * 2, max_visual_tokens=3)  # below the 2 x 6 token floor
+
+
+def test_coarse_grid_budget_reached_by_a_raise_and_a_cut():
+    # 4 chunks of 64x64 px, 8 px per token: a chunk costs k*k tokens. At budget 0.75 (192 of 256 tokens, +-5.12)
+    # the common multiplier gives 36 + 64 + 36 + 49 = 185 tokens and every single raise overshoots 197
+    # (36 -> 49 adds 13, 49 -> 64 adds 15), so chunk 0 goes up a step (49) and chunk 2 down one (25): 187.
+    unit = UnitSpec(64, 64, 8, 4)
+    scales = [0.581, 1.071, 0.792, 1.166, 1.201, 0.305, 0.221, 1.54]
+    solution = solve_budget([unit] * 4, scales, [2] * 4, budget=0.75, tolerance=0.02)
+    assert solution.reachable and solution.visual_tokens == 187
+    assert solution.sizes == [(56, 56), (64, 64), (40, 40), (56, 56)]
+    assert plan_sizes([unit] * 4, chunk_scales(solution.frame_scales, [2] * 4)) == solution.sizes
+
+
+def test_random_shapes_reach_every_budget_on_a_coarse_grid():
+    unit = UnitSpec(64, 64, 8, 4)
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        scales = rng.uniform(0.2, 1.8, 8).tolist()
+        for budget in (0.75, 0.5, 0.28):
+            solution = solve_budget([unit] * 4, scales, [2] * 4, budget=budget, tolerance=0.02)
+            assert solution.reachable, (scales, budget, solution.visual_tokens)
+            assert abs(solution.visual_tokens / 256 - budget) <= 0.02

@@ -59,7 +59,7 @@ def load_train_config(path: str | None, overrides: Sequence[str]) -> dict:
 
 def train(values: dict) -> int:
     from .data import load_records
-    from .evaluate import load_allocator, load_backbone
+    from .loading import load_allocator, load_backbone
     from .processing.processing_resadapt import ResAdaptProcessor
     from .rewards import SYSTEM_PROMPT
     from .trainer import BackboneRollout, CAPOConfig, CAPOTrainer

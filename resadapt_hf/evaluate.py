@@ -61,6 +61,7 @@ import numpy as np
 import torch
 
 from .data import decode_record, load_records
+from .loading import load_allocator, load_backbone
 from .processing.allocation import Allocation, FixedScale, MediaAllocation
 from .processing.prior_allocator import PriorAllocator
 from .processing.resize_plan import (
@@ -92,8 +93,6 @@ __all__ = [
     "evaluate",
     "grounding_iou",
     "grounding_metrics",
-    "load_allocator",
-    "load_backbone",
     "random_scales",
     "read_records",
     "run_eval",
@@ -475,85 +474,6 @@ class NeedleBackend:
 # --------------------------------------------------------------------------------------------------------------
 # loaders
 # --------------------------------------------------------------------------------------------------------------
-
-
-def load_backbone(name: str, *, device: str | None = None, zero_gpu: bool = False):
-    """``(model, processor)`` of a backbone: ``"tiny-<family>"`` builds a tiny random Qwen-VL model
-    (``resadapt_hf.tiny``); anything else is loaded by name/path with ``AutoModelForImageTextToText``.
-
-    Args:
-        name: Hub id, local path, or ``tiny-qwen2_vl`` / ``tiny-qwen2_5_vl`` / ``tiny-qwen3_vl``.
-        device: ``"cuda"`` (bf16, ``device_map="auto"``), ``"cpu"`` (fp32) or None (cuda when available).
-        zero_gpu: on a ZeroGPU Space the GPU is attached per call: load in bf16 and ``.to("cuda")`` instead of a
-            ``device_map``.
-    """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"backbone must be a Hub id, a local path or 'tiny-<family>', got {name!r}")
-    if device not in (None, "cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu', 'cuda' or None, got {device!r}")
-    cuda = torch.cuda.is_available() if device is None else device == "cuda"
-    if name.startswith("tiny-"):
-        from .processing.backbones import ADAPTERS
-        from .tiny import build_tiny_backbone
-
-        families = sorted({a.family for a in ADAPTERS})
-        family = name[len("tiny-"):]
-        if family not in families:
-            raise ValueError(f"backbone: tiny backbones are {[f'tiny-{f}' for f in families]}, got {name!r}")
-        model, processor = build_tiny_backbone(family)
-        return (model.to("cuda") if cuda else model).eval(), processor
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    processor = AutoProcessor.from_pretrained(name)
-    if not cuda:
-        model = AutoModelForImageTextToText.from_pretrained(name, dtype=torch.float32)
-    elif zero_gpu:
-        model = AutoModelForImageTextToText.from_pretrained(name, dtype=torch.bfloat16).to("cuda")
-    else:
-        model = AutoModelForImageTextToText.from_pretrained(name, dtype=torch.bfloat16, device_map="auto")
-    return model.eval(), processor
-
-
-def load_allocator(spec):
-    """The ``learned`` allocator from a spec: an object with ``predict_scales`` (returned as is), a preset of
-    ``resadapt_hf.allocators.PRESETS``, a saved Allocator folder (``config.json``), a complete ResAdapt repo folder
-    (``allocator/`` subfolder, or a ``processor_config.json`` naming a prior/fixed allocator), or a Hub repo id
-    (root, then ``allocator/``)."""
-    if callable(getattr(spec, "predict_scales", None)):
-        return spec
-    if not isinstance(spec, (str, os.PathLike)) or not str(spec):
-        raise ValueError(f"learned must be an allocator folder, a Hub repo id or a preset, got {spec!r}")
-    from .allocators import PRESETS, build_allocator
-
-    spec = str(spec)
-    if spec in PRESETS:
-        return build_allocator(spec)
-    from transformers import AutoModel
-
-    from .processing.processing_resadapt import ALLOCATOR_SUBFOLDER
-
-    path = Path(spec)
-    if path.is_dir():
-        if (path / "config.json").is_file():
-            return AutoModel.from_pretrained(spec, trust_remote_code=True).eval()
-        if (path / ALLOCATOR_SUBFOLDER / "config.json").is_file():
-            return AutoModel.from_pretrained(spec, subfolder=ALLOCATOR_SUBFOLDER, trust_remote_code=True).eval()
-        if (path / "processor_config.json").is_file():
-            from .processing.processing_resadapt import ResAdaptProcessor
-
-            allocator = ResAdaptProcessor.from_pretrained(spec).allocator
-            if allocator is not None:
-                return allocator
-        raise ValueError(
-            f"learned: {spec} holds no allocator (expected config.json, {ALLOCATOR_SUBFOLDER}/config.json or a "
-            f"processor_config.json naming one)"
-        )
-    if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.sep != "/" and os.sep in spec:
-        raise FileNotFoundError(f"learned: no such allocator folder {spec} (and not a Hub repo id 'owner/name')")
-    try:
-        return AutoModel.from_pretrained(spec, trust_remote_code=True).eval()
-    except OSError:
-        return AutoModel.from_pretrained(spec, subfolder=ALLOCATOR_SUBFOLDER, trust_remote_code=True).eval()
 
 
 def _load_dataset(spec: str, split: str) -> list[dict]:

@@ -199,7 +199,7 @@ class ModelCache:
             return loaded
 
     def _load_backbone(self, name: str):
-        from resadapt_hf.evaluate import load_backbone
+        from resadapt_hf.loading import load_backbone
 
         try:
             return load_backbone(name, device=self.config.device, zero_gpu=ZERO_GPU)
@@ -236,31 +236,12 @@ class ModelCache:
 
     def _load_learned(self, spec: str):
         """A learned allocator from a preset, a saved ResAdapt repo (``allocator/`` subfolder) or a bare allocator
-        folder/repo. Loaded with the package's own class: no ``trust_remote_code``, safetensors weights only."""
-        from resadapt_hf.allocators import PRESETS, build_allocator
+        folder/repo (``resadapt_hf.loading.load_allocator``: the package's own class, safetensors only, no remote
+        code run)."""
+        from resadapt_hf.loading import load_allocator
 
         try:
-            if spec in PRESETS:
-                model = build_allocator(spec)
-            else:
-                from transformers.utils import cached_file
-
-                from resadapt_hf.modeling.modeling_resadapt import ResAdaptAllocator
-
-                def has_config(subfolder: str) -> bool:
-                    return cached_file(
-                        spec, "config.json", subfolder=subfolder, _raise_exceptions_for_missing_entries=False,
-                        _raise_exceptions_for_connection_errors=False,
-                    ) is not None
-
-                if has_config("allocator"):
-                    model = ResAdaptAllocator.from_pretrained(spec, subfolder="allocator", use_safetensors=True)
-                elif has_config(""):
-                    model = ResAdaptAllocator.from_pretrained(spec, use_safetensors=True)
-                else:
-                    raise OSError("no allocator config.json found (neither at the root nor in allocator/)")
-        except gr.Error:
-            raise
+            model = load_allocator(spec)
         except Exception as err:  # noqa: BLE001 - any load failure becomes a message for the user
             raise gr.Error(f"Could not load the learned allocator {spec!r}: {err}") from err
         if isinstance(model, torch.nn.Module):

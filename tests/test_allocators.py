@@ -80,3 +80,21 @@ def test_processor_config_records_the_backbone(tmp_path):
     config = json.loads((tmp_path / "processor_config.json").read_text())
     assert config["backbone_name_or_path"] == "Qwen/Qwen2.5-VL-7B-Instruct"
     assert config["backbone_processor_class"] == "Qwen2_5_VLProcessor"
+
+
+def test_load_allocator_from_folders_without_running_remote_code(tmp_path):
+    from resadapt_hf.loading import load_allocator
+
+    _, backbone = tiny_backbone("qwen2_5_vl")
+    allocator = build_allocator("tiny-statistics")
+    save_resadapt(tmp_path / "repo", allocator, backbone)  # complete repo: allocator/ subfolder
+    allocator.save_pretrained(tmp_path / "bare")  # bare Allocator folder
+    save_resadapt(tmp_path / "prior_repo", build_allocator("prior"), backbone)
+    for folder in ("repo", "bare"):
+        loaded = load_allocator(tmp_path / folder)
+        assert type(loaded) is ResAdaptAllocator  # the package's class, not a dynamic remote-code module
+        for (name, a), (_, b) in zip(allocator.state_dict().items(), loaded.state_dict().items()):
+            assert torch.equal(a, b), name
+    assert type(load_allocator(tmp_path / "prior_repo")).__name__ == "PriorAllocator"
+    with pytest.raises(ValueError, match="holds no allocator"):
+        load_allocator(tmp_path)

@@ -290,11 +290,10 @@ def _raise_units_greedily(units, values, unit_frames, sizes, tokens, lower, uppe
         best = None
         for i, (unit, (a, b)) in enumerate(zip(units, bounds)):
             current = sum(values[a:b]) / (b - a)
-            _, edge = constant_size_interval(unit, current, max_scale)
-            if edge >= max_scale or unit_size(unit, min(edge * (1 + 1e-9) + 1e-12, max_scale)) == sizes[i]:
+            step = _next_size(unit, current, sizes[i], True, min_scale, max_scale)
+            if step is None:
                 continue
-            step_scale = min(edge * (1 + 1e-9) + 1e-12, max_scale)
-            new_size = unit_size(unit, step_scale)
+            step_scale, new_size = step
             extra = visual_tokens(*new_size, unit.factor) - visual_tokens(*sizes[i], unit.factor)
             if tokens + extra > upper:
                 continue

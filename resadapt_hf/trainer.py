@@ -312,8 +312,7 @@ class CAPOTrainer(_BaseTrainer):
         """
         from .hub import export_folder, push_folder
 
-        if self.processor is None:
-            raise ValueError("processor: pass the ResAdaptProcessor to CAPOTrainer to push a complete repo")
+        processor = self._trained_processor()  # raises before any side effect when there is no processor
         self.callback_handler.on_push_begin(self.args, self.state, self.control)
         if not self.is_world_process_zero():
             return None
@@ -327,7 +326,6 @@ class CAPOTrainer(_BaseTrainer):
             repo_id = f"{huggingface_hub.whoami(token=token)['name']}/{repo_id}"
         training_args = {**self.args.to_dict(), "global_step": self.state.global_step}
         export_kwargs = {k: kwargs[k] for k in ("eval_dir", "license", "datasets", "backbone") if k in kwargs}
-        processor = self._trained_processor()
         folder = export_folder(
             processor, Path(self.args.output_dir) / "hub_export", training_args=training_args, repo_id=repo_id,
             revision=revision or "main", overwrite=True, **export_kwargs,

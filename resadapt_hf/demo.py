@@ -26,6 +26,7 @@ from typing import Sequence
 
 import torch
 
+from .plots import font
 from .processing.allocation import Allocation, FixedScale
 from .processing.prior_allocator import PriorAllocator
 from .processing.processing_resadapt import ResAdaptProcessor
@@ -92,15 +93,6 @@ def _print_table(rows: list[dict]) -> None:
         print(fmt.format(*line))
 
 
-def _font(size: int):
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: fixed-size bitmap font
-        return ImageFont.load_default()
-
-
 def write_contact_sheet(
     path: Path, clip: VideoClip, plans: list[tuple[float, Allocation]], token_factor: int, title: str
 ) -> tuple[int, int]:
@@ -123,7 +115,7 @@ def write_contact_sheet(
     height = header_h + sum(h + label_h + pad for h in row_h) + pad
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    big, small = _font(14), _font(11)
+    big, small = font(14), font(11)
 
     draw.text((pad, 4), title, fill=(0, 0, 0), font=big)
     x = label_w

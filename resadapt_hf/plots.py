@@ -34,7 +34,8 @@ _AXIS = (40, 40, 40)
 _BACKGROUND = "white"
 
 
-def _font(size: int):
+def font(size: int):
+    """PIL's default font at ``size`` px (the fixed bitmap font where Pillow has no FreeType)."""
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
@@ -179,7 +180,7 @@ def line_chart(
 
     image = Image.new("RGB", (width, height), _BACKGROUND)
     draw = ImageDraw.Draw(image)
-    title_font, label_font, tick_font = _font(18), _font(14), _font(12)
+    title_font, label_font, tick_font = font(18), font(14), font(12)
     legend_width = 0
     if clean:
         legend_width = max(_text_size(draw, name, tick_font)[0] for name in clean) + 48
@@ -313,7 +314,7 @@ def heatmap(
         high = low + 1e-6
 
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    title_font, label_font, tick_font, cell_font = _font(18), _font(14), _font(12), _font(10)
+    title_font, label_font, tick_font, cell_font = font(18), font(14), font(12), font(10)
     label_width = max(_text_size(probe, s, tick_font)[0] for s in labels) + 14
     colorbar_width = 90 + (20 if colorbar_label else 0)
     top, bottom_margin = (48 if title else 20), 56

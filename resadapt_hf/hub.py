@@ -31,6 +31,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from .hub_card import check_eval_results, find_placeholders, render_card, training_summary
+from .processing.processing_resadapt import ALLOCATOR_SUBFOLDER
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 EVAL_FORMAT_PREFIX = "resadapt-eval/"
@@ -143,7 +144,7 @@ def export_folder(
     allocator_config, num_parameters = None, None
     allocator = (processor_config.get("allocator_config") or {})
     if allocator.get("type") == "model":
-        sub = folder / allocator.get("subfolder", "allocator")
+        sub = folder / allocator.get("subfolder", ALLOCATOR_SUBFOLDER)
         if (sub / "config.json").is_file():
             allocator_config = json.loads((sub / "config.json").read_text(encoding="utf-8"))
         num_parameters = _count_parameters(sub)
@@ -318,7 +319,7 @@ def _check_weights(folder: Path, problems: list[str], load_allocator: bool) -> N
         return
     if allocator.get("type") != "model":
         return
-    sub = folder / allocator.get("subfolder", "allocator")
+    sub = folder / allocator.get("subfolder", ALLOCATOR_SUBFOLDER)
     if not (sub / "config.json").is_file():
         problems.append(f"processor_config.json names a learned allocator in {sub.name}/, which has no config.json")
         return

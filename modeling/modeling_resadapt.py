@@ -24,6 +24,7 @@ import math
 import os
 import re
 import zlib
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -443,6 +444,7 @@ def hashed_word_ids(text: str, buckets: int) -> list[int]:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+@dataclass
 class AllocatorPolicy:
     """Per-frame Beta policy from one Allocator forward pass.
 
@@ -450,6 +452,10 @@ class AllocatorPolicy:
     predictor pass. Everything is in the latent action space a in (0, 1); ``log_prob`` drops the constant
     log-Jacobian ``-log(max_scale - min_scale)`` of the affine map to scales (it cancels in PPO ratios).
     Padded frames (``frame_mask`` False) have alpha = beta = 1, log-prob 0, entropy 0, scale 1.0.
+
+    A dataclass on purpose: ``DistributedDataParallel`` (with ``find_unused_parameters``, transformers' default for
+    a ``PreTrainedModel``) walks the forward output for tensors to trace the graph back to the parameters; it looks
+    inside dataclasses but not inside plain objects, where it would find no tensor and mark every parameter unused.
 
     Attributes:
         alpha, beta: [B, T] float32, both > 1 for real frames.
@@ -459,19 +465,21 @@ class AllocatorPolicy:
         min_scale, max_scale: the scale range.
     """
 
-    def __init__(
-        self,
-        alpha: torch.Tensor,
-        beta: torch.Tensor,
-        frame_mask: torch.Tensor,
-        frame_features: torch.Tensor,
-        min_scale: float,
-        max_scale: float,
-    ):
-        self.alpha, self.beta = alpha, beta
-        self.frame_mask = frame_mask
-        self.frame_features = frame_features
-        self.min_scale, self.max_scale = float(min_scale), float(max_scale)
+    alpha: torch.Tensor
+    beta: torch.Tensor
+    frame_mask: torch.Tensor
+    frame_features: torch.Tensor
+    min_scale: float
+    max_scale: float
+
+    def __post_init__(self):
+        self.min_scale, self.max_scale = float(self.min_scale), float(self.max_scale)
+
+    def select(self, index: int) -> "AllocatorPolicy":
+        """The policy of batch row ``index`` alone ([1, T] tensors, still attached to the graph)."""
+        rows = slice(index, index + 1)
+        return AllocatorPolicy(self.alpha[rows], self.beta[rows], self.frame_mask[rows], self.frame_features[rows],
+                               self.min_scale, self.max_scale)
 
     @property
     def concentration(self) -> torch.Tensor:

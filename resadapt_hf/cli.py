@@ -1,90 +1,168 @@
-"""``resadapt`` command line: ``resadapt train --config file.yaml [--set key=value ...]``, ``resadapt eval ...``
-(budget-controlled evaluation, :mod:`resadapt_hf.evaluate`), ``resadapt push ...`` (export, validate and upload a
-Hub repo, :mod:`resadapt_hf.hub`) and ``resadapt demo``.
+"""``resadapt`` command line: ``resadapt train``, ``resadapt eval`` (budget-controlled evaluation,
+:mod:`resadapt_hf.evaluate`), ``resadapt push`` (export, validate and upload a Hub repo, :mod:`resadapt_hf.hub`) and
+``resadapt demo``.
 
-Training config (YAML; every key except the ones below is a :class:`CAPOConfig` field, e.g. ``num_generations``,
-``learning_rate``, ``max_steps``, ``cost_mode``, ``output_dir``, ``push_to_hub``):
+``resadapt train`` is typed the way TRL's scripts are: every :class:`TrainScriptArguments` and
+:class:`~resadapt_hf.capo_config.CAPOConfig` field is a ``--field value`` flag (``transformers.HfArgumentParser``),
+and ``--config file.yaml`` supplies values that flags override::
 
-    task: dataset            # "dataset" (a backbone answers) or "synthetic" (the needle task, CPU)
-    dataset: data/train.jsonl  # the resadapt_hf.data schema (task: dataset)
-    backbone: Qwen/Qwen2.5-VL-7B-Instruct   # a Hub id / path, or "tiny-qwen2_5_vl" etc. for random tiny models
-    allocator: default       # a preset of resadapt_hf.allocators or a saved allocator folder
-    processor: {budget: null, resample: bilinear}   # ResAdaptProcessor settings
-    max_new_tokens: 256
-    synthetic: {num_samples: 256}   # NeedleTaskConfig fields + num_samples (task: synthetic)
+    resadapt train --config train.yaml --learning_rate 1e-4 --max_steps 200
+    torchrun --nproc_per_node 8 -m resadapt_hf.cli train --config train.yaml
+
+    # train.yaml
+    task: dataset              # "dataset" (a backbone answers) or "synthetic" (the needle task, CPU)
+    dataset: data/train.jsonl  # the resadapt_hf.data schema
+    backbone: Qwen/Qwen2.5-VL-7B-Instruct
+    allocator: default
+    budget: 0.25
+    num_generations: 8
+    per_device_train_batch_size: 16
 """
 
 from __future__ import annotations
 
 import argparse
-import re
+import dataclasses
+import json
 import sys
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import yaml
+from transformers import HfArgumentParser, set_seed
 
-_EXPONENT_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
-_OWN_KEYS = ("task", "dataset", "backbone", "allocator", "processor", "max_new_tokens", "synthetic")
+__all__ = ["TrainScriptArguments", "config_file_argv", "main", "parse_train_args", "train"]
 
-
-def _coerce(value):
-    # YAML 1.1 reads "3e-4" (no dot) as a string; every CAPOConfig number should be a number
-    if isinstance(value, str) and _EXPONENT_NUMBER.match(value):
-        return float(value)
-    if isinstance(value, dict):
-        return {k: _coerce(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_coerce(v) for v in value]
-    return value
+TASKS = ("dataset", "synthetic")
+RESAMPLE = ("bilinear", "bicubic")
 
 
-def _parse_value(text: str):
-    return _coerce(yaml.safe_load(text))
+@dataclass
+class TrainScriptArguments:
+    """What ``resadapt train`` trains against (the optimisation settings are :class:`CAPOConfig` fields)."""
+
+    task: str = field(default="dataset", metadata={
+        "help": "'dataset': a HF backbone answers the records of --dataset; 'synthetic': the needle task (CPU).",
+        "choices": list(TASKS)})
+    dataset: str | None = field(default=None, metadata={
+        "help": "Records in the resadapt_hf.data schema: .json/.jsonl, a datasets folder or a Hub dataset."})
+    backbone: str | None = field(default=None, metadata={
+        "help": "Hub id or path of a Qwen-VL checkpoint, or tiny-qwen2_vl / tiny-qwen2_5_vl / tiny-qwen3_vl."})
+    allocator: str = field(default="default", metadata={
+        "help": "Allocator to train: a resadapt_hf.allocators preset (default, fast, tiny-statistics, ...) or a "
+                "saved Allocator folder / repo."})
+    budget: float | None = field(default=None, metadata={
+        "help": "Retention budget saved in the exported processor (the Allocator is trained without one)."})
+    max_visual_tokens: int | None = field(default=None, metadata={
+        "help": "Hard visual-token cap saved in the exported processor."})
+    resample: str = field(default="bilinear", metadata={
+        "help": "Resize operator of the processor.", "choices": list(RESAMPLE)})
+    synthetic: str = field(default="{}", metadata={
+        "help": "task=synthetic: JSON object of NeedleTaskConfig fields plus num_samples (default 256), e.g. "
+                "'{\"num_samples\": 64, \"num_frames\": 8}'."})
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.task == "dataset" and (not self.dataset or not self.backbone):
+            raise ValueError("task=dataset needs --dataset and --backbone")
+        if self.resample not in RESAMPLE:
+            raise ValueError(f"resample must be one of {RESAMPLE}, got {self.resample!r}")
+        settings = json.loads(self.synthetic) if isinstance(self.synthetic, str) else self.synthetic
+        if not isinstance(settings, dict):
+            raise ValueError(f"synthetic must be a JSON object of NeedleTaskConfig fields, got {self.synthetic!r}")
+        self.synthetic = json.dumps(settings)
+
+    @property
+    def synthetic_settings(self) -> dict:
+        return json.loads(self.synthetic)
 
 
-def load_train_config(path: str | None, overrides: Sequence[str]) -> dict:
-    """The YAML file (optional) with ``key=value`` overrides applied (values parsed as YAML)."""
-    values = yaml.safe_load(Path(path).read_text()) if path else {}
+def _field_types(dataclass_types) -> dict[str, Any]:
+    types = {}
+    for cls in dataclass_types:
+        hints = typing.get_type_hints(cls)
+        types.update({f.name: hints[f.name] for f in dataclasses.fields(cls)})
+    return types
+
+
+def config_file_argv(path: str | Path, dataclass_types) -> list[str]:
+    """A YAML config file as ``--field value`` tokens, so the parser converts and checks every value exactly as
+    it does for flags (flags given after them win: argparse keeps the last occurrence).
+
+    Mappings become JSON (for JSON-typed fields such as ``synthetic``), lists become several values (``report_to:
+    []`` is ``none``), ``null`` and other empty lists keep the default. YAML 1.1 reads an unquoted ``no`` as false: for a field that is not boolean (``save_strategy:
+    no``) false is given back as ``no``.
+    """
+    values = yaml.safe_load(Path(path).read_text())
+    if values is None:
+        return []
     if not isinstance(values, dict):
-        raise ValueError(f"--config: {path} must hold a mapping of settings")
-    values = _coerce(values)
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"--set: expected key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        values[key.strip()] = _parse_value(value)
-    return values
+        raise ValueError(f"--config: {path} must hold a mapping of settings, got {type(values).__name__}")
+    types = _field_types(dataclass_types)
+    argv = []
+    for key, value in values.items():
+        if key not in types:
+            raise ValueError(f"--config: {path} sets {key!r}, which is not a setting of resadapt train")
+        if value is None:
+            continue
+        if isinstance(value, bool) and types[key] not in (bool, bool | None):
+            value = "no" if value is False else "yes"
+        if isinstance(value, dict):
+            tokens = [json.dumps(value)]
+        elif isinstance(value, (list, tuple)):
+            if not value and key != "report_to":
+                continue  # argparse cannot take an empty list: the default stands
+            tokens = ["none"] if not value else [json.dumps(v) if isinstance(v, dict) else str(v) for v in value]
+        else:
+            tokens = [str(value)]
+        argv += [f"--{key}", *tokens]
+    return argv
 
 
-def train(values: dict) -> int:
+def parse_train_args(argv: Sequence[str]):
+    """``(TrainScriptArguments, CAPOConfig)`` from ``[--config FILE] [--field value ...]``."""
+    from .capo_config import CAPOConfig
+
+    argv = list(argv)
+    types = (TrainScriptArguments, CAPOConfig)
+    if "--config" in argv:
+        at = argv.index("--config")
+        if at + 1 >= len(argv):
+            raise ValueError("--config needs a YAML file path")
+        argv = config_file_argv(argv[at + 1], types) + argv[:at] + argv[at + 2:]
+    script, config = HfArgumentParser(types).parse_args_into_dataclasses(args=argv)
+    return script, config
+
+
+def train(script: TrainScriptArguments, config) -> int:
+    """Build the rollout, Allocator and data of ``script``, train with CAPO, save (and push) the ResAdapt repo."""
     from .data import load_records
     from .loading import load_allocator, load_backbone
     from .processing.processing_resadapt import ResAdaptProcessor
     from .rewards import SYSTEM_PROMPT
-    from .trainer import BackboneRollout, CAPOConfig, CAPOTrainer
+    from .rollout import BackboneRollout
+    from .trainer import CAPOTrainer
 
-    task = values.get("task", "dataset")
-    config = CAPOConfig(**{k: v for k, v in values.items() if k not in _OWN_KEYS})
-    allocator = load_allocator(values.get("allocator", "default"))
-    if task == "synthetic":
+    set_seed(config.seed)  # the Allocator's initial weights: the same in every process and every run of this seed
+    allocator = load_allocator(script.allocator)
+    if script.task == "synthetic":
         from .synthetic import NeedleRollout, NeedleTaskConfig, make_needle_dataset
 
-        settings = dict(values.get("synthetic") or {})
+        settings = script.synthetic_settings
         num_samples = int(settings.pop("num_samples", 256))
         needle = NeedleTaskConfig(**settings)
         records, rollout, processor = make_needle_dataset(needle, num_samples), NeedleRollout(needle), None
-    elif task == "dataset":
-        if not values.get("dataset") or not values.get("backbone"):
-            raise ValueError("task: dataset needs 'dataset' and 'backbone'")
-        model, backbone_processor = load_backbone(values["backbone"])
-        settings = {"backbone_name_or_path": values["backbone"], **(values.get("processor") or {})}
-        processor = ResAdaptProcessor.from_backbone(backbone_processor, **settings)
-        rollout = BackboneRollout(model, processor, system_prompt=SYSTEM_PROMPT,
-                                  max_new_tokens=int(values.get("max_new_tokens", 256)))
-        records = load_records(values["dataset"])
     else:
-        raise ValueError(f"task must be 'dataset' or 'synthetic', got {task!r}")
+        model, backbone_processor = load_backbone(script.backbone)
+        processor = ResAdaptProcessor.from_backbone(
+            backbone_processor, backbone_name_or_path=script.backbone, budget=script.budget,
+            max_visual_tokens=script.max_visual_tokens, resample=script.resample,
+        )
+        rollout = BackboneRollout(model, processor, system_prompt=SYSTEM_PROMPT)
+        records = load_records(script.dataset)
     trainer = CAPOTrainer(allocator, rollout, config, records, processor=processor)
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model(config.output_dir)
@@ -96,28 +174,34 @@ def train(values: dict) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="resadapt", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    train_cmd = commands.add_parser("train", help="train an Allocator with CAPO")
-    train_cmd.add_argument("--config", help="YAML file of settings")
-    train_cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
-    from .evaluate import add_eval_arguments, run_eval
-    from .hub import add_push_arguments, run_push
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {
+        "train": "train an Allocator with CAPO (--config FILE.yaml and/or --field value flags; --help lists them)",
+        "eval": "evaluate allocators against a backbone at matched budgets",
+        "push": "export, validate and upload a ResAdapt repo to the Hub",
+        "demo": "the processor demo (make demo)",
+    }
+    if not argv or argv[0] not in commands:
+        parser = argparse.ArgumentParser(prog="resadapt", description=__doc__.split("\n")[0])
+        sub = parser.add_subparsers(dest="command", required=True)
+        for name, help_text in commands.items():
+            sub.add_parser(name, help=help_text, add_help=False)
+        parser.parse_args(argv)  # prints usage / the unknown-command error and exits
+        return 2
+    command, rest = argv[0], argv[1:]
+    if command == "train":
+        return train(*parse_train_args(rest))
+    if command == "eval":
+        from .evaluate import main as eval_main
 
-    add_eval_arguments(commands.add_parser("eval", help="evaluate allocators against a backbone at matched budgets"))
-    add_push_arguments(commands.add_parser("push", help="export, validate and upload a ResAdapt repo to the Hub"))
-    demo_cmd = commands.add_parser("demo", help="the processor demo (make demo)")
-    demo_cmd.add_argument("rest", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    if args.command == "train":
-        return train(load_train_config(args.config, args.set))
-    if args.command == "eval":
-        return run_eval(args)
-    if args.command == "push":
-        return run_push(args)
+        return eval_main(rest)
+    if command == "push":
+        from .hub import add_push_arguments, run_push
+
+        return run_push(add_push_arguments(argparse.ArgumentParser(prog="resadapt push")).parse_args(rest))
     from .demo import main as demo_main
 
-    return demo_main(args.rest)
+    return demo_main(rest)
 
 
 if __name__ == "__main__":

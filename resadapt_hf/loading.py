@@ -9,16 +9,32 @@ import os
 
 import torch
 
-__all__ = ["load_allocator", "load_backbone"]
+__all__ = ["distributed_rank", "load_allocator", "load_backbone"]
+
+
+def distributed_rank() -> tuple[int, int]:
+    """``(local_rank, world_size)`` of this process under ``torchrun`` / ``accelerate launch`` (``(0, 1)`` alone).
+
+    Read from the launchers' environment variables, so it works before any process group exists (a backbone is
+    loaded before the trainer initialises distribution).
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    return local_rank, world_size
 
 
 def load_backbone(name: str, *, device: str | None = None, zero_gpu: bool = False):
     """``(model, processor)`` of a backbone: ``"tiny-<family>"`` builds a tiny random Qwen-VL model
     (``resadapt_hf.tiny``); anything else is loaded by name/path with ``AutoModelForImageTextToText``.
 
+    Placement: on a GPU machine a single process spreads the model over every visible GPU (bf16,
+    ``device_map="auto"``); under a multi-process launch (``WORLD_SIZE`` > 1: torchrun, ``accelerate launch``) each
+    rank puts its own full copy on its own GPU, ``cuda:LOCAL_RANK`` (data parallelism: the frozen backbone is
+    replicated, the prompts are sharded). On CPU the model is fp32.
+
     Args:
         name: Hub id, local path, or ``tiny-qwen2_vl`` / ``tiny-qwen2_5_vl`` / ``tiny-qwen3_vl``.
-        device: ``"cuda"`` (bf16, ``device_map="auto"``), ``"cpu"`` (fp32) or None (cuda when available).
+        device: ``"cuda"``, ``"cpu"`` or None (cuda when available).
         zero_gpu: on a ZeroGPU Space the GPU is attached per call: load in bf16 and ``.to("cuda")`` instead of a
             ``device_map``.
     """
@@ -27,6 +43,8 @@ def load_backbone(name: str, *, device: str | None = None, zero_gpu: bool = Fals
     if device not in (None, "cpu", "cuda"):
         raise ValueError(f"device must be 'cpu', 'cuda' or None, got {device!r}")
     cuda = torch.cuda.is_available() if device is None else device == "cuda"
+    local_rank, world_size = distributed_rank()
+    target = f"cuda:{local_rank}" if cuda and world_size > 1 else ("cuda" if cuda else "cpu")
     if name.startswith("tiny-"):
         from .processing.backbones import ADAPTERS
         from .tiny import build_tiny_backbone
@@ -36,14 +54,14 @@ def load_backbone(name: str, *, device: str | None = None, zero_gpu: bool = Fals
         if family not in families:
             raise ValueError(f"backbone: tiny backbones are {[f'tiny-{f}' for f in families]}, got {name!r}")
         model, processor = build_tiny_backbone(family)
-        return (model.to("cuda") if cuda else model).eval(), processor
+        return model.to(target).eval(), processor
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     processor = AutoProcessor.from_pretrained(name)
     if not cuda:
         model = AutoModelForImageTextToText.from_pretrained(name, dtype=torch.float32)
-    elif zero_gpu:
-        model = AutoModelForImageTextToText.from_pretrained(name, dtype=torch.bfloat16).to("cuda")
+    elif zero_gpu or world_size > 1:
+        model = AutoModelForImageTextToText.from_pretrained(name, dtype=torch.bfloat16).to(target)
     else:
         model = AutoModelForImageTextToText.from_pretrained(name, dtype=torch.bfloat16, device_map="auto")
     return model.eval(), processor

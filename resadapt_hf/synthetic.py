@@ -56,6 +56,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from .processing.resize_plan import UnitSpec, chunk_scales, floor_scale, unit_size
+from .rollout import GenerationSettings, RolloutRequest, RolloutResult, check_rollout_call
 
 __all__ = [
     "DIGIT_BITMAPS",
@@ -691,28 +692,40 @@ def reader_accuracy_curve(
 
 
 class NeedleRollout:
-    """The needle task as a ``CAPOTrainer`` rollout: the reader plays the frozen backbone.
+    """The needle task as a ``CAPOTrainer`` rollout (the :class:`resadapt_hf.rollout.Rollout` protocol): the
+    reader plays the frozen backbone.
 
-    For each of the M scale vectors it resizes the record's frames with the ResAdapt operator
+    For each request and each of its M scale vectors it resizes the record's frames with the ResAdapt operator
     (:func:`resize_frames`), reads them (:meth:`NeedleReader.answer`) and returns the answer N times (the reader is
     deterministic), with the retention of the sizes it produced.
+
+    ``generates_text`` is False: the reader is a deterministic, calibrated function of the pixels, not a language
+    model, so ``generation`` (a :class:`~resadapt_hf.rollout.GenerationSettings`) is accepted and ignored: no
+    temperature, token limit or sampling changes its answer (the trainer refuses non-default settings for it).
 
     Args:
         config: the task config the records were made with.
         reader: a calibrated reader (default: ``NeedleReader.calibrate(config)``).
     """
 
+    generates_text = False
+
     def __init__(self, config: NeedleTaskConfig | None = None, reader: "NeedleReader | None" = None):
         self.config = config or NeedleTaskConfig()
         self.reader = reader or NeedleReader.calibrate(self.config)
 
-    def __call__(self, record: dict, frames: torch.Tensor, frame_scales: torch.Tensor, num_rollouts: int):
-        unit = self.config.unit
+    def __call__(self, requests: Sequence[RolloutRequest], *, num_rollouts: int,
+                 generation: GenerationSettings) -> list[RolloutResult]:
+        requests = check_rollout_call(requests, num_rollouts, generation)
+        return [self._read(request, num_rollouts) for request in requests]
+
+    def _read(self, request: RolloutRequest, num_rollouts: int) -> RolloutResult:
+        frames, unit = request.frames, self.config.unit
         lengths = chunk_lengths(frames.shape[0], self.config.temporal_patch_size)
         completions, retention = [], []
-        for scales in frame_scales.tolist():
+        for scales in request.frame_scales.tolist():
             chunks = resize_frames(frames, scales, self.config)
-            completions.append([self.reader.answer(chunks, record["options"])] * num_rollouts)
+            completions.append([self.reader.answer(chunks, request.record["options"])] * num_rollouts)
             tokens = sum((c.shape[1] // unit.factor) * (c.shape[2] // unit.factor) for c in chunks)
             retention.append(tokens / (len(lengths) * unit.base_tokens))
-        return completions, torch.tensor(retention)
+        return RolloutResult(completions, torch.tensor(retention))

@@ -1,4 +1,4 @@
-"""The ``resadapt`` command line."""
+"""The ``resadapt`` command line: typed flags and YAML config files (TRL-script style) for ``resadapt train``."""
 
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from resadapt_hf.cli import load_train_config, main
+from resadapt_hf.cli import config_file_argv, main, parse_train_args
 
 
 def test_train_on_a_dataset_with_a_tiny_backbone(tmp_path):
@@ -16,32 +16,52 @@ def test_train_on_a_dataset_with_a_tiny_backbone(tmp_path):
     (tmp_path / "train.json").write_text(json.dumps(rows))
     config = {
         "task": "dataset", "dataset": str(tmp_path / "train.json"), "backbone": "tiny-qwen2_5_vl",
-        "allocator": "tiny-statistics", "max_new_tokens": 2, "output_dir": str(tmp_path / "out"),
-        "num_generations": 2, "per_device_train_batch_size": 2, "max_steps": 1, "use_cpu": True, "report_to": [],
-        "processor": {"budget": 0.5},
+        "allocator": "tiny-statistics", "max_completion_length": 2, "output_dir": str(tmp_path / "out"),
+        "num_generations": 2, "per_device_train_batch_size": 2, "max_steps": 1, "report_to": [], "budget": 0.5,
     }
     (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
-    assert main(["train", "--config", str(tmp_path / "train.yaml"), "--set", "learning_rate=0.01"]) == 0
+    assert main(["train", "--config", str(tmp_path / "train.yaml"), "--learning_rate", "0.01"]) == 0
     out = tmp_path / "out"
     assert (out / "processor_config.json").exists() and (out / "allocator" / "model.safetensors").exists()
     assert json.loads((out / "processor_config.json").read_text())["budget"] == 0.5
 
 
-def test_config_overrides_and_errors(tmp_path):
-    (tmp_path / "c.yaml").write_text("num_generations: 4\ncost_mode: capo\n")
-    values = load_train_config(str(tmp_path / "c.yaml"), ["cost_mode=direct", "learning_rate=3e-4", "x=[1, 2]"])
-    assert values == {"num_generations": 4, "cost_mode": "direct", "learning_rate": 3e-4, "x": [1, 2]}
-    with pytest.raises(ValueError, match="--set"):
-        load_train_config(None, ["novalue"])
-    with pytest.raises(ValueError, match="task"):
-        main(["train", "--set", "task=poetry", "--set", f"output_dir={tmp_path}", "--set", "use_cpu=true",
-              "--set", "allocator=tiny-statistics"])
+def test_config_file_values_are_typed_and_flags_override_them(tmp_path):
+    (tmp_path / "c.yaml").write_text(
+        "num_generations: 4\ncost_mode: capo\nlearning_rate: 3e-4\nsave_strategy: no\nreport_to: []\n"
+        "task: synthetic\nsynthetic: {num_samples: 8, num_frames: 4}\nallocator: tiny-statistics\n"
+        "per_device_train_batch_size: 8\n"
+    )
+    script, config = parse_train_args(["--config", str(tmp_path / "c.yaml"), "--cost_mode", "direct",
+                                       "--output_dir", str(tmp_path / "o")])
+    assert config.cost_mode == "direct" and config.num_generations == 4
+    assert config.learning_rate == 3e-4  # YAML 1.1 reads "3e-4" as a string; the parser types it
+    assert config.save_strategy == "no"  # YAML reads `no` as false; given back as "no" for a string field
+    assert script.synthetic_settings == {"num_samples": 8, "num_frames": 4}
+    with pytest.raises(ValueError, match="not_a_field"):
+        config_file_argv(_write(tmp_path / "bad.yaml", "not_a_field: 1\n"), ())
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_bad_settings_are_refused(tmp_path):
+    with pytest.raises(SystemExit):
+        parse_train_args(["--task", "poetry"])
+    with pytest.raises(ValueError, match="dataset"):
+        parse_train_args(["--task", "dataset", "--output_dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="use_vllm"):
+        parse_train_args(["--task", "synthetic", "--use_vllm", "true", "--output_dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="synthetic"):
+        parse_train_args(["--task", "synthetic", "--synthetic", "[1]", "--output_dir", str(tmp_path)])
 
 
 def test_train_on_the_synthetic_needle_task(tmp_path):
     config = {
         "task": "synthetic", "allocator": "tiny-statistics", "output_dir": str(tmp_path / "out"),
-        "num_generations": 4, "per_device_train_batch_size": 4, "max_steps": 2, "use_cpu": True, "report_to": [],
+        "num_generations": 4, "per_device_train_batch_size": 4, "max_steps": 2, "report_to": [],
         "logging_steps": 1, "synthetic": {"num_samples": 4},
     }
     (tmp_path / "synthetic.yaml").write_text(yaml.safe_dump(config))

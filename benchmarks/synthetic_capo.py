@@ -32,6 +32,7 @@ from resadapt_hf.plots import line_chart
 from resadapt_hf.processing.prior_allocator import PriorAllocator
 from resadapt_hf.processing.resize_plan import UnitSpec, solve_budget
 from resadapt_hf.synthetic import NeedleReader, NeedleTaskConfig, chunk_lengths, make_needle_sample
+from resadapt_hf.rollout import RolloutResult
 from resadapt_hf.trainer import CAPOConfig, CAPOTrainer
 
 MODES = ("none", "direct", "capo")
@@ -50,14 +51,19 @@ class TableRollout:
         tokens = torch.tensor(self.tokens_per_size)[sizes].sum(1).float()
         return tokens / (sizes.shape[1] * self.config.unit.base_tokens)
 
-    def __call__(self, record, frames, frame_scales, num_rollouts):
+    generates_text = False  # a deterministic reader: no generation setting applies
+
+    def __call__(self, requests, *, num_rollouts, generation):
+        return [self._read(r.record, r.frame_scales, num_rollouts) for r in requests]
+
+    def _read(self, record, frame_scales, num_rollouts):
         table = self.tables[record["index"]]
         needle = torch.zeros(frame_scales.shape[1], dtype=torch.bool)
         needle[record["needle_frames"]] = True
         self.needle_gap.append(float(frame_scales[:, needle].mean() - frame_scales[:, ~needle].mean()))
         letters = [table.predict(s) for s in frame_scales.tolist()]
         completions = [[f"<think>read</think><answer>\\boxed{{{x}}}</answer>"] * num_rollouts for x in letters]
-        return completions, self.retention(table, frame_scales)
+        return RolloutResult(completions, self.retention(table, frame_scales))
 
 
 def evaluate(scales_per_video, tables, samples, rollout):
@@ -166,7 +172,7 @@ def main(argv=None) -> int:
             output_dir=str(out.parent / f"_synthetic_{mode}"), cost_mode=mode, max_steps=args.steps,
             num_generations=args.allocations, per_device_train_batch_size=args.prompts * args.allocations,
             learning_rate=args.learning_rate, lambda_con=0.01, logging_steps=max(1, args.steps // 30),
-            report_to=[], use_cpu=True, save_strategy="no", seed=args.seed, disable_tqdm=True,
+            report_to=[], save_strategy="no", seed=args.seed, disable_tqdm=True,
             lr_scheduler_type="constant",
         )
         rollout.needle_gap.clear()

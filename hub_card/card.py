@@ -60,6 +60,9 @@ TRAINING_FIELDS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("Rollouts", (
         ("num_generations", "M allocations sampled per prompt"),
         ("num_rollouts", "N backbone rollouts per allocation"),
+        ("max_completion_length", "max new tokens per rollout"),
+        ("temperature", "rollout sampling temperature"),
+        ("num_iterations", "PPO updates per rollout batch"),
         ("video_num_frames", "frames sampled per video"),
         ("video_fps", "frame sampling rate (instead of a frame count)"),
     )),
@@ -89,7 +92,7 @@ TRAINING_FIELDS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("cost_gamma", "residual linear cost pressure (Eq. 16)"),
         ("eps_pos", "positive floor for correct rollouts (Eq. 17)"),
         ("direct_cost_weight", "penalty weight of `cost_mode=direct`"),
-        ("format_weight", "weight of the format reward"),
+        ("reward_weights", "weights of the reward functions (default: accuracy 1.0, format 0.2)"),
     )),
     ("Regularisers (paper Eq. 18-20)", (
         ("lambda_sim", "weight of the temporal-similarity loss"),

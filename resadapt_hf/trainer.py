@@ -188,6 +188,13 @@ class CAPOTrainer(_BaseTrainer):
         self.skipped_nonfinite_steps = 0
         super().__init__(model=model, args=args, train_dataset=train_dataset, data_collator=self._collate,
                          callbacks=callbacks)
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        if self.is_fsdp_enabled or (plugin is not None and plugin.zero_stage == 3):
+            # the exported Allocator is read whole from the wrapped model; parameter sharding would export shards
+            raise ValueError(
+                "fsdp / deepspeed ZeRO-3: parameter sharding is not supported; the Allocator is small (43.7M "
+                "trainable parameters), use DDP (torchrun / accelerate --multi_gpu) or DeepSpeed ZeRO-1/2"
+            )
 
     @staticmethod
     def _resolve_rewards(reward_funcs, args: CAPOConfig) -> tuple[list[Callable], list[float]]:

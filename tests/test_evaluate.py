@@ -1,6 +1,5 @@
 """resadapt eval: budgets matched by construction, achieved retention per record, resume, metrics, plots, CLI."""
 
-import argparse
 import json
 import math
 import shutil
@@ -18,15 +17,14 @@ from resadapt_hf.evaluate import (
     EvalConfig,
     HFBackend,
     NeedleBackend,
-    add_eval_arguments,
     aggregate_records,
-    config_from_args,
     evaluate,
     grounding_iou,
     grounding_metrics,
+    main,
+    parse_args,
     random_scales,
     read_records,
-    run_eval,
 )
 from resadapt_hf.plots import heatmap, line_chart
 from resadapt_hf.synthetic import NeedleReader
@@ -290,25 +288,79 @@ def test_missing_inputs_name_the_argument(tmp_path, needle):
         EvalConfig(learned=object())
 
 
-def test_cli_arguments_map_onto_the_config(tmp_path):
-    parser = add_eval_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(["--task", "synthetic", "--allocators", "prior", "fixed", "random", "vanilla",
-                              "learned", "--learned", "tiny-statistics", "--budgets", "0.75", "0.5", "0.28",
-                              "--num-samples", "32", "--out", str(tmp_path), "--synthetic", "num_frames=8",
-                              "height=48"])
-    config = config_from_args(args)
-    assert config.task == "synthetic" and config.budgets == [0.75, 0.5, 0.28] and config.num_samples == 32
-    assert config.allocators == ["prior", "fixed", "random", "vanilla", "learned"]
-    assert config.learned == "tiny-statistics" and config.synthetic == {"num_frames": 8, "height": 48}
-    fps = config_from_args(parser.parse_args(["--dataset", "d.jsonl", "--fps", "2"]))
+def test_cli_parses_the_documented_commands(tmp_path):
+    config = parse_args(["--task", "synthetic", "--allocators", "learned", "prior", "fixed", "random", "vanilla",
+                         "--learned", "capo-run", "--budgets", "0.75", "0.5", "0.28", "--num-samples", "64",
+                         "--out", str(tmp_path)])
+    assert config.task == "synthetic" and config.budgets == [0.75, 0.5, 0.28] and config.num_samples == 64
+    assert config.allocators == ["learned", "prior", "fixed", "random", "vanilla"]
+    assert config.learned == "capo-run" and config.out == str(tmp_path) and config.synthetic == {}
+    config = parse_args(["--dataset", "data.jsonl", "--backbone", "Qwen/Qwen2.5-VL-7B-Instruct", "--learned",
+                         "you/resadapt-repo", "--budgets", "0.5", "0.25", "0.11", "--num-frames", "32",
+                         "--max-new-tokens", "256", "--out", "eval_qwen"])
+    assert (config.task, config.dataset, config.backbone) == ("dataset", "data.jsonl", "Qwen/Qwen2.5-VL-7B-Instruct")
+    assert config.budgets == [0.5, 0.25, 0.11] and config.num_frames == 32 and config.max_new_tokens == 256
+    assert config.allocators is None and config.resolved_allocators(True)[0] == "learned"
+    # underscores as well as dashes; booleans as --no-x or --x false; the synthetic fields as a JSON/YAML mapping
+    config = parse_args(["--task", "synthetic", "--num_samples", "3", "--no-progress", "--plots", "false",
+                         "--no_system_prompt", "--synthetic", '{"num_frames": 8, "height": 48}'])
+    assert config.num_samples == 3 and config.progress is False and config.plots is False
+    assert config.system_prompt is False and config.synthetic == {"num_frames": 8, "height": 48}
+    assert parse_args(["--task", "synthetic", "--synthetic", "{num_frames: 4}"]).synthetic == {"num_frames": 4}
+    # --fps alone replaces the default frame count; both given explicitly are refused
+    fps = parse_args(["--dataset", "d.jsonl", "--fps", "2"])
     assert fps.fps == 2.0 and fps.num_frames is None
+    with pytest.raises(ValueError, match="num_frames and fps"):
+        parse_args(["--dataset", "d.jsonl", "--fps", "2", "--num-frames", "32"])
+    assert parse_args([]) == EvalConfig()
     assert set(ALLOCATOR_NAMES) == {"learned", "prior", "fixed", "random", "vanilla"}
 
 
-def test_cli_reports_bad_arguments(tmp_path, capsys):
-    parser = add_eval_arguments(argparse.ArgumentParser())
-    assert run_eval(parser.parse_args(["--task", "synthetic", "--budgets", "5", "--out", str(tmp_path)])) == 2
+def test_every_config_field_is_an_option_with_help():
+    from dataclasses import fields
+
+    from resadapt_hf.evaluate import build_parser
+
+    actions = {a.dest: a for a in build_parser()._actions}
+    for f in fields(EvalConfig):
+        assert f.metadata.get("help"), f.name
+        assert f.name in actions and actions[f.name].help, f.name
+
+
+def test_cli_reads_a_config_file_and_options_override_it(tmp_path):
+    (tmp_path / "eval.yaml").write_text("task: synthetic\nbudgets: [0.5, 0.25]\nnum_samples: 8\nseed: 3\n"
+                                        "synthetic: {num_frames: 4}\n")
+    config = parse_args(["--config", str(tmp_path / "eval.yaml"), "--seed", "5", "--budgets", "0.3"])
+    assert config.task == "synthetic" and config.num_samples == 8 and config.synthetic == {"num_frames": 4}
+    assert config.seed == 5 and config.budgets == [0.3]  # the options win over the file
+    # TRL style: the file alone; JSON as well as YAML
+    (tmp_path / "eval.json").write_text(json.dumps({"dataset": "d.jsonl", "fps": 1.5, "allocators": ["prior"]}))
+    config = parse_args([str(tmp_path / "eval.json")])
+    assert config.dataset == "d.jsonl" and config.fps == 1.5 and config.num_frames is None
+    assert config.allocators == ["prior"]
+    (tmp_path / "bad.yaml").write_text("task: synthetic\nnum_sample: 8\n")
+    with pytest.raises(ValueError, match=r"config: .*unknown field\(s\) \['num_sample'\]"):
+        parse_args([str(tmp_path / "bad.yaml")])
+    with pytest.raises(FileNotFoundError, match="config"):
+        parse_args(["--config", str(tmp_path / "missing.yaml")])
+
+
+def test_cli_runs_and_reports_bad_arguments(tmp_path, capsys):
+    assert main(["--task", "synthetic", "--budgets", "5", "--out", str(tmp_path)]) == 2
     assert "budgets" in capsys.readouterr().err
+    assert main(["--task", "video"]) == 2  # argparse: not a choice
+    assert "invalid choice" in capsys.readouterr().err
+    assert main(["--num-samples", "x"]) == 2
+    assert main([str(tmp_path / "missing.yaml")]) == 2
+    assert "config: no such file" in capsys.readouterr().err
+    assert main(["--help"]) == 0
+    assert "--num-samples" in capsys.readouterr().out
+    out = tmp_path / "run"
+    assert main(["--task", "synthetic", "--allocators", "fixed", "vanilla", "--budgets", "0.5", "--num-samples", "2",
+                 "--synthetic", "{num_frames: 4}", "--out", str(out), "--no-progress", "--no-plots"]) == 0
+    table = capsys.readouterr().out
+    assert "fixed" in table and "vanilla" in table and f"wrote {out / 'results.json'}" in table
+    assert len(read_records(out / "records.jsonl")) == 2 * 2 and not (out / "frontier.png").exists()
 
 
 # plots -----------------------------------------------------------------------------------------------------------

@@ -170,22 +170,37 @@ def test_bad_call_arguments(config, reader, samples):
         NeedleReader.calibrate(config, num_videos=0)
 
 
-def test_needle_rollout_reads_resized_frames_and_reports_retention():
+def test_needle_rollout_reads_resized_frames_and_reports_retention(config, reader):
     from resadapt_hf.rewards import accuracy_reward
-    from resadapt_hf.synthetic import NeedleRollout, NeedleTaskConfig, make_needle_dataset
+    from resadapt_hf.rollout import GenerationSettings, Rollout, RolloutRequest
+    from resadapt_hf.synthetic import NeedleRollout
 
-    config = NeedleTaskConfig()
-    rollout = NeedleRollout(config)
+    rollout = NeedleRollout(config, reader)
+    assert isinstance(rollout, Rollout) and rollout.generates_text is False
     records = make_needle_dataset(config, 16)
+    scales = torch.tensor([[1.4] * 8, [0.2] * 8, [0.2, 0.2, 1.2, 1.2, 0.6, 0.6, 1.8, 1.8]])
+    requests = [RolloutRequest(record, record["frames"], scales) for record in records]
+    results = rollout(requests, num_rollouts=2, generation=GenerationSettings())
+    assert len(results) == 16
     high, low = [], []
-    for record in records:
-        frames = record["frames"]
-        scales = torch.tensor([[1.4] * 8, [0.2] * 8])
-        completions, retention = rollout(record, frames, scales, 2)
-        assert len(completions) == 2 and len(completions[0]) == 2
-        assert retention[0] > 1.0 > 0.2 > retention[1]
-        scores = accuracy_reward(None, [completions[0][0], completions[1][0]], answer=[record["answer"]] * 2,
-                                 problem_type=["multiple_choice"] * 2, options=[record["options"]] * 2)
+    for index, (record, result) in enumerate(zip(records, results)):
+        assert len(result.completions) == 3 and result.num_rollouts == 2
+        # the literal path: the operator's resize, then the reader; the same answer N times (deterministic)
+        sample = make_needle_sample(config, index)
+        assert result.completions == [[reader.answer_sample(sample, s)] * 2 for s in scales.tolist()]
+        sizes = [[tuple(c.shape[1:3]) for c in resize_frames(record["frames"], s, config)] for s in scales.tolist()]
+        tokens = [sum((h // config.factor) * (w // config.factor) for h, w in chunks) for chunks in sizes]
+        baseline = len(sizes[0]) * config.unit.base_tokens  # 4 chunks of 8 x 8 tokens
+        assert result.retention.tolist() == pytest.approx([t / baseline for t in tokens])
+        assert result.retention[0] > 1.0 > 0.2 > result.retention[1]
+        scores = accuracy_reward(None, [result.completions[0][0], result.completions[1][0]],
+                                 answer=[record["answer"]] * 2, problem_type=["multiple_choice"] * 2,
+                                 options=[record["options"]] * 2)
         high.append(scores[0])
         low.append(scores[1])
     assert sum(high) / 16 >= 0.85 and sum(low) / 16 <= 0.5
+    # the reader ignores generation settings: greedy, hot sampling and a 1-token limit give the same answers
+    other = GenerationSettings(max_new_tokens=1, do_sample=False, temperature=3.0, prompts_per_call=0)
+    assert rollout(requests[:4], num_rollouts=2, generation=other) == results[:4]
+    with pytest.raises(TypeError, match="GenerationSettings"):
+        rollout(requests[:1], num_rollouts=2, generation=None)

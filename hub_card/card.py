@@ -321,7 +321,8 @@ model = processor.prepare_backbone(model)  # reads per-chunk sizes; no weights c
 video = "clip.mp4"  # any local video file
 messages = [{{"role": "user", "content": [{{"type": "video"}}, {{"type": "text", "text": "What happens in this video?"}}]}}]
 text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-inputs = processor(text=[text], videos=[video], num_frames=32, budget=0.5, return_allocation=True, return_tensors="pt")
+inputs = processor(text=[text], videos=[video], do_sample_frames=True, num_frames=32, budget=0.5, return_allocation=True,
+                   return_tensors="pt")
 allocation = inputs.pop("allocation")[0]
 print("retention:", round(allocation.retention, 3), "visual tokens:", allocation.visual_tokens)
 inputs = inputs.to(model.device)

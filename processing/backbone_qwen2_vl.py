@@ -27,7 +27,7 @@ import torch
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as qwen2_image_smart_resize
 from transformers.models.qwen2_vl.video_processing_qwen2_vl import smart_resize as qwen2_video_smart_resize
 
-from .backbone_base import BackboneAdapter, size_dict
+from .backbone_base import BackboneAdapter, Geometry
 
 _INSTALLED_FLAG = "_resadapt_chunk_aware_rope"
 
@@ -151,22 +151,19 @@ class Qwen2VLFamilyAdapter(BackboneAdapter):
     model_class_names = ("Qwen2VLModel",)
     time_based_temporal_ids = False
 
-    def video_base_size(self, num_frames: int, height: int, width: int) -> tuple[int, int]:
-        vp, size = self.video_processor, size_dict(self.video_processor)
-        factor, max_pixels = self.video_factor, size.longest_edge
-        if vp.cap_pixels_per_frame:  # the same per-frame share of the video budget the processor applies
-            total_pixels = int(vp.max_video_tokens * factor * factor * 0.9)
+    def _video_smart_resize(self, num_frames: int, height: int, width: int, geometry: Geometry) -> tuple[int, int]:
+        factor, max_pixels = geometry.factor, geometry.max_pixels
+        if geometry.cap_pixels_per_frame:  # the same per-frame share of the video budget the processor applies
+            total_pixels = int(geometry.max_video_tokens * factor * factor * 0.9)
             max_pixels = max(
-                min(max_pixels, total_pixels * self.temporal_patch_size // num_frames), int(size.shortest_edge * 1.05)
+                min(max_pixels, total_pixels * geometry.temporal_patch_size // num_frames),
+                int(geometry.min_pixels * 1.05),
             )
-        return qwen2_video_smart_resize(
-            height, width, factor=factor, min_pixels=size.shortest_edge, max_pixels=max_pixels
-        )
+        return qwen2_video_smart_resize(height, width, factor=factor, min_pixels=geometry.min_pixels, max_pixels=max_pixels)
 
-    def image_base_size(self, height: int, width: int) -> tuple[int, int]:
-        size = size_dict(self.image_processor)
+    def _image_smart_resize(self, height: int, width: int, geometry: Geometry) -> tuple[int, int]:
         return qwen2_image_smart_resize(
-            height, width, factor=self.image_factor, min_pixels=size.shortest_edge, max_pixels=size.longest_edge
+            height, width, factor=geometry.factor, min_pixels=geometry.min_pixels, max_pixels=geometry.max_pixels
         )
 
     def prepare_backbone(self, model):
@@ -193,10 +190,12 @@ class Qwen2_5_VLAdapter(Qwen2VLFamilyAdapter):
     processor_class_names = ("Qwen2_5_VLProcessor",)
     model_class_names = ("Qwen2_5_VLModel",)
     time_based_temporal_ids = True
+    uses_video_fps = True  # second_per_grid_ts = temporal_patch_size / sampled fps
 
     def video_model_inputs(self, clip_metadata: list) -> dict:
         # One value per video from the whole clip's sampled fps, exactly as Qwen2_5_VLProcessor does.
-        return {"second_per_grid_ts": [self.temporal_patch_size / m.sampled_fps for m in clip_metadata]}
+        tps = self.temporal_patch_size
+        return {"second_per_grid_ts": [tps / m.sampled_fps for m in clip_metadata]}
 
 
 def _inner_model(model, class_names: tuple[str, ...]):

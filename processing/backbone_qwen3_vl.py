@@ -14,34 +14,34 @@ from __future__ import annotations
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as qwen2_image_smart_resize
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import smart_resize as qwen3_video_smart_resize
 
-from .backbone_base import BackboneAdapter, size_dict
+from .backbone_base import BackboneAdapter, Geometry
 
 
 class Qwen3VLAdapter(BackboneAdapter):
     family = "qwen3_vl"
     processor_class_names = ("Qwen3VLProcessor",)
     model_class_names = ("Qwen3VLModel", "Qwen3VLMoeModel")
+    uses_video_fps = True  # "<t seconds>" timestamps
+    needs_frame_indices = True  # timestamps come from the sampled frames' source indices
 
-    def video_base_size(self, num_frames: int, height: int, width: int) -> tuple[int, int]:
-        vp, size = self.video_processor, size_dict(self.video_processor)
-        factor, max_pixels = self.video_factor, size.longest_edge
-        num_frames = max(num_frames, self.temporal_patch_size)
-        if vp.cap_pixels_per_frame:  # the processor's per-frame cap, applied to the whole clip's t*h*w limit
-            frame_cap = vp.max_video_tokens * factor * factor
-            per_frame = max(min(frame_cap, size.longest_edge // num_frames), int(size.shortest_edge * 1.05))
+    def _video_smart_resize(self, num_frames: int, height: int, width: int, geometry: Geometry) -> tuple[int, int]:
+        factor, max_pixels = geometry.factor, geometry.max_pixels
+        num_frames = max(num_frames, geometry.temporal_patch_size)
+        if geometry.cap_pixels_per_frame:  # the processor's per-frame cap, applied to the whole clip's t*h*w limit
+            frame_cap = geometry.max_video_tokens * factor * factor
+            per_frame = max(min(frame_cap, geometry.max_pixels // num_frames), int(geometry.min_pixels * 1.05))
             max_pixels = per_frame * num_frames
         return qwen3_video_smart_resize(
             num_frames=num_frames,
             height=height,
             width=width,
-            temporal_factor=self.temporal_patch_size,
+            temporal_factor=geometry.temporal_patch_size,
             factor=factor,
-            min_pixels=size.shortest_edge,
+            min_pixels=geometry.min_pixels,
             max_pixels=max_pixels,
         )
 
-    def image_base_size(self, height: int, width: int) -> tuple[int, int]:
-        size = size_dict(self.image_processor)
+    def _image_smart_resize(self, height: int, width: int, geometry: Geometry) -> tuple[int, int]:
         return qwen2_image_smart_resize(
-            height, width, factor=self.image_factor, min_pixels=size.shortest_edge, max_pixels=size.longest_edge
+            height, width, factor=geometry.factor, min_pixels=geometry.min_pixels, max_pixels=geometry.max_pixels
         )

@@ -1,31 +1,34 @@
 """ResAdaptProcessor: resize every temporal chunk of a video (and every image) before an unchanged backbone sees it.
 
-Wraps a backbone processor (Qwen2-VL, Qwen2.5-VL, Qwen3-VL). Per prompt it
+Wraps a backbone processor (Qwen2-VL, Qwen2.5-VL, Qwen3-VL) and runs transformers' own ``ProcessorMixin.__call__``
+with two hooks changed. Per call it
 
-1. decodes/normalises the media (one frame-index list with timestamps per video, shared by every later stage),
-2. gets per-frame scales (explicit ``scales``, an ``allocator``, or 1.0) and, when asked, projects them onto a
-   retention ``budget`` and/or a hard ``max_visual_tokens`` cap,
-3. turns the scales into one size per temporal chunk (:mod:`resize_plan`) and resizes the raw frames straight to
-   those sizes,
-4. hands the resized pixels to the backbone's own image/video processors with resizing off (rescale, normalise and
-   patchify stay native), and expands placeholders with the backbone processor's own builders, one grid row per
-   run of equally sized chunks.
+1. prepares the media exactly as the backbone's processors would before resizing: files decoded with PyAV, frames
+   chosen by the backbone video processor's own ``sample_frames`` with its ``do_sample_frames``/``num_frames``/``fps``
+   rules and ``VideoMetadata``, channels first, ``convert_to_rgb``, ``device`` (``video_input.prepare_video``);
+2. plans each prompt (:func:`allocation.plan_allocation`): per-frame scales (explicit ``scales``, an ``allocator``,
+   or 1.0) -> one size per temporal chunk -> optional projection onto a retention ``budget`` / ``max_visual_tokens``;
+3. in ``_process_images``/``_process_videos`` (the per-modality hooks ``ProcessorMixin.__call__`` calls) resizes
+   each chunk to its planned size with the backbone's own resize call and hands the pixels to the backbone's own
+   image/video processors with resizing off; placeholders come from the backbone processor's own builders, one
+   grid row per run of equally sized chunks. Tokenising, ``mm_token_type_ids`` and the rest stay transformers'.
 
-At scale 1 everywhere the output is bit-identical to the backbone processor's. Qwen2-VL/Qwen2.5-VL need
-:meth:`ResAdaptProcessor.prepare_backbone` once per loaded model to read mixed chunk sizes (see
-``backbone_qwen2_vl.py``).
+At scale 1 everywhere the output is bit-identical to the backbone processor's for every input it accepts (see
+``docs/inputs.md`` in the repository for the few inputs it refuses and ResAdapt accepts). Qwen2-VL/Qwen2.5-VL need
+:meth:`ResAdaptProcessor.prepare_backbone` once per loaded model to read mixed chunk sizes.
 
 This file ships flat next to the weights on the Hub: torch/transformers/stdlib and same-folder siblings only.
 """
 
-from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import re
 import shutil
-from dataclasses import replace
+import warnings
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -33,9 +36,10 @@ import transformers
 from transformers import BatchFeature, ProcessorMixin
 from transformers.image_processing_backends import TorchvisionBackend
 from transformers.image_utils import PILImageResampling, SizeDict
+from transformers.processing_utils import ImagesKwargs, ProcessingKwargs, Unpack, VideosKwargs
 from transformers.video_utils import VideoMetadata
 
-from .allocation import Allocation, FixedScale, MediaAllocation
+from .allocation import Allocation, FixedScale, MediaSpec, PlanSettings, plan_allocation
 from .backbones import adapter_for_processor
 from .prior_allocator import PriorAllocator
 from .resize_plan import (
@@ -43,26 +47,79 @@ from .resize_plan import (
     DEFAULT_MAX_SCALE,
     DEFAULT_MIN_SCALE,
     DEFAULT_MIN_VISUAL_TOKENS,
-    UnitSpec,
-    chunk_scales,
-    plan_sizes,
-    solve_budget,
-    total_tokens,
-    validate_scales,
+    check_budget,
 )
-from .video_input import VideoClip, to_rgb_image, to_video_clip
+from .video_input import (
+    VideoClip,
+    _is_pil_image,
+    check_device,
+    check_processor_pixels,
+    flatten_images,
+    flatten_videos,
+    frame_rate_of_given_frames,
+    per_video,
+    per_video_metadata,
+    prepare_video,
+)
 
 RESAMPLE_FILTERS = {"bilinear": PILImageResampling.BILINEAR, "bicubic": PILImageResampling.BICUBIC}
-_OWN_CALL_KWARGS = ("num_frames", "fps", "do_sample_frames", "video_metadata")
 ALLOCATOR_SUBFOLDER = "allocator"
 ALLOCATOR_TYPES = ("prior", "fixed", "model")
+SAMPLING_KEYS = ("do_sample_frames", "num_frames", "fps", "video_metadata")
+TRANSFORMERS_DEFAULT_FPS = 24.0
+"""What transformers assumes when a video's frame rate is unknown (``VideoMetadata.sampled_fps``, Qwen3-VL)."""
+# keys the hooks must not forward to the sub-processors: resizing is done, sampling is done, the plan is ours
+_NOT_FORWARDED = ("allocation", "do_resize", "size", "min_pixels", "max_pixels", "input_data_format",
+                  "do_sample_frames", "num_frames", "fps", "video_metadata", "return_metadata")
 
 
+class ResAdaptImagesKwargs(ImagesKwargs, total=False):
+    """``allocation``: the per-prompt plans the image hook resizes to (set by ``__call__``)."""
+
+    allocation: Any
+
+
+class ResAdaptVideosKwargs(VideosKwargs, total=False):
+    """``allocation``: the per-prompt plans the video hook resizes to (set by ``__call__``)."""
+
+    allocation: Any
+
+
+class ResAdaptProcessingKwargs(ProcessingKwargs, total=False):
+    """ResAdapt's call arguments on top of transformers' (see :meth:`ResAdaptProcessor.__call__`)."""
+
+    images_kwargs: ResAdaptImagesKwargs
+    videos_kwargs: ResAdaptVideosKwargs
+    scales: Any
+    budget: float | None
+    max_visual_tokens: int | None
+    allocation: Any
+    return_allocation: bool
+
+
+_OWN_CALL_KEYS = ("scales", "budget", "max_visual_tokens", "allocation", "return_allocation")
+
+
+@dataclass
 class _Media:
-    """One image or video of a prompt after decoding: frames uint8 [T, H, W, 3] plus its clip (videos)."""
+    """One image or video of a prompt as the backbone prepares it: frames ``[T, C, H, W]`` (images: T = 1)."""
 
-    def __init__(self, kind: str, frames: torch.Tensor, clip: VideoClip | None = None):
-        self.kind, self.frames, self.clip = kind, frames, clip
+    kind: str
+    frames: torch.Tensor
+    metadata: VideoMetadata | None = None
+
+
+@dataclass
+class _Batch:
+    """A call's media: per prompt (in placeholder order) and flat per modality (in the order the hooks see)."""
+
+    texts: list[str] | None
+    samples: list[list[_Media]]
+    images: list[torch.Tensor] = field(default_factory=list)
+    videos: list[torch.Tensor] = field(default_factory=list)
+    video_metadata: list[VideoMetadata] = field(default_factory=list)
+    image_args: dict = field(default_factory=dict)
+    video_args: dict = field(default_factory=dict)
 
 
 class ResAdaptProcessor(ProcessorMixin):
@@ -88,6 +145,8 @@ class ResAdaptProcessor(ProcessorMixin):
         backbone_name_or_path: Hub id or path of the backbone these sub-processors come from (recorded by
             :meth:`from_backbone`; the model to load next to this processor).
     """
+
+    valid_processor_kwargs = ResAdaptProcessingKwargs
 
     def __init__(
         self,
@@ -127,6 +186,9 @@ class ResAdaptProcessor(ProcessorMixin):
             chat_template=chat_template,
         )
         self._adapter = adapter_for_processor(self._backbone)
+        # the placeholder tokens ProcessorMixin.__call__ expands and counts are the backbone's
+        for name in ("image_token", "video_token", "image_token_id", "video_token_id"):
+            setattr(self, name, getattr(self._backbone, name))
         self._allocator = None
         self.allocator_config = None
         if allocator_config is not None:
@@ -145,36 +207,39 @@ class ResAdaptProcessor(ProcessorMixin):
 
     # settings ---------------------------------------------------------------------------------------------
     def _validate_settings(self):
-        if not (0 < self.min_scale <= 1 <= self.max_scale) or not math.isfinite(self.max_scale):
-            raise ValueError(
-                f"min_scale/max_scale must satisfy 0 < min_scale <= 1 <= max_scale < inf, "
-                f"got [{self.min_scale}, {self.max_scale}]"
-            )
+        self._settings = PlanSettings(  # checks the scale range, token floor and tolerance
+            min_scale=self.min_scale, max_scale=self.max_scale, min_visual_tokens=self.min_visual_tokens,
+            budget_tolerance=self.budget_tolerance,
+        )
         if self.resample not in RESAMPLE_FILTERS:
             raise ValueError(f"resample must be one of {sorted(RESAMPLE_FILTERS)}, got {self.resample!r}")
-        if self.min_visual_tokens < 1:
-            raise ValueError(f"min_visual_tokens must be >= 1, got {self.min_visual_tokens}")
-        if not (0 < self.budget_tolerance < 1):
-            raise ValueError(f"budget_tolerance must be in (0, 1), got {self.budget_tolerance}")
         if not (self.min_scale <= self.default_scale <= self.max_scale):
             raise ValueError(
                 f"default_scale must be within [{self.min_scale}, {self.max_scale}], got {self.default_scale}"
             )
-        self._check_budget(self.budget, self.max_visual_tokens)
+        check_budget(self.budget, self.max_visual_tokens, max_scale=self.max_scale)
 
-    def _check_budget(self, budget, max_visual_tokens):
-        if budget is not None:
-            if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget):
-                raise ValueError(f"budget must be a number in (0, {self.max_scale**2:g}], got {budget!r}")
-            if not (0 < budget <= self.max_scale**2 + 1e-9):
-                raise ValueError(
-                    f"budget is a target retention ratio and must be in (0, {self.max_scale**2:g}] "
-                    f"(max_scale**2), got {budget}"
-                )
-        if max_visual_tokens is not None and (
-            isinstance(max_visual_tokens, bool) or not isinstance(max_visual_tokens, int) or max_visual_tokens < 1
-        ):
-            raise ValueError(f"max_visual_tokens must be a positive integer, got {max_visual_tokens!r}")
+    # the backbone's class-level call defaults, read by ProcessorMixin._merge_kwargs (e.g. Qwen2.5-VL/Qwen3-VL
+    # ask their video processor for metadata, Qwen3-VL drops token_type_ids)
+    @property
+    def text_kwargs(self) -> dict:
+        return dict(getattr(type(self._backbone), "text_kwargs", None) or {})
+
+    @property
+    def images_kwargs(self) -> dict:
+        return dict(getattr(type(self._backbone), "images_kwargs", None) or {})
+
+    @property
+    def videos_kwargs(self) -> dict:
+        return dict(getattr(type(self._backbone), "videos_kwargs", None) or {})
+
+    @property
+    def return_mm_token_type_ids(self) -> bool:
+        return bool(getattr(type(self._backbone), "return_mm_token_type_ids", False))
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return self._backbone.model_input_names
 
     # construction -----------------------------------------------------------------------------------------
     @classmethod
@@ -300,187 +365,267 @@ class ResAdaptProcessor(ProcessorMixin):
         Args:
             text: prompt(s) with the backbone's image/video placeholders (they assign media to prompts, in order).
                 None: all media form one prompt.
-            videos: video(s): paths, uint8 arrays/tensors [T, H, W, C], lists of frames, or ``VideoClip``.
-            images: image(s): PIL images, arrays/tensors [H, W, C], or paths.
-            scales: per prompt, a number (FixedScale), a flat per-frame vector over the prompt's media in prompt
-                order (images count as one frame), or one entry per media item; a list of those for a batch.
+            videos, images: as in :meth:`__call__`.
+            scales: per prompt, a number (or ``FixedScale``), a flat per-frame sequence over the prompt's media in
+                prompt order (images count as one frame), or one sequence per media item; with several prompts, a
+                list with one such entry per prompt (or one number for all).
             budget: target retention, overriding the processor default.
             max_visual_tokens: hard token cap per prompt, overriding the processor default.
-            kwargs: ``num_frames``/``fps`` (frame sampling), ``video_metadata``.
+            kwargs: the video/image arguments of :meth:`__call__` (``num_frames``, ``fps``, ``do_sample_frames``,
+                ``video_metadata``, ``do_resize``, ``size``, ...).
 
         Returns:
             An :class:`Allocation` for a single prompt (``text`` a string or None), else a list of them.
         """
-        texts, samples = self._collect(text, videos, images, kwargs)
-        allocations = self._allocate_samples(texts, samples, scales, budget, max_visual_tokens)
-        return allocations[0] if not isinstance(text, (list, tuple)) else allocations
+        batch = self._prepare(text, images, videos, dict(kwargs))
+        allocations = self._plan(batch, scales, budget, max_visual_tokens)
+        return allocations if isinstance(text, (list, tuple)) else allocations[0]
 
     def __call__(
         self,
-        text: str | list[str] | None = None,
         images=None,
+        text: str | list[str] | None = None,
         videos=None,
         audio=None,
-        scales=None,
-        budget: float | None = None,
-        max_visual_tokens: int | None = None,
-        allocation: Allocation | list[Allocation] | None = None,
-        return_allocation: bool = False,
-        **kwargs,
+        **kwargs: Unpack[ResAdaptProcessingKwargs],
     ) -> BatchFeature:
         """Tokenise prompts and produce resized pixels that the backbone consumes directly.
 
+        Arguments are the backbone processor's (same order; images, videos and their keyword arguments are read
+        by the backbone's own rules, see ``docs/inputs.md``) plus:
+
         Args:
-            text: prompt(s) containing the backbone's image/video placeholders (e.g. from ``apply_chat_template``).
-            images, videos, scales, budget, max_visual_tokens: as in :meth:`allocate`.
+            scales, budget, max_visual_tokens: as in :meth:`allocate`.
             allocation: a previous :meth:`allocate` result (one per prompt) to apply as is.
             return_allocation: also return the allocations under the ``"allocation"`` key (not a model input).
-            kwargs: tokenizer arguments (``padding``, ``padding_side``, ``return_tensors``, ...), ``num_frames``,
-                ``fps``, ``video_metadata``.
+            device: where frames are resized and processed (``"cpu"``, ``"cuda"``, ...), as the backbone's fast
+                processors take it.
 
         Returns:
-            ``BatchFeature`` with ``input_ids``, ``attention_mask``, ``mm_token_type_ids`` and, as present,
-            ``pixel_values`` [n_patches, C*t*p*p] + ``image_grid_thw`` [n_images, 3], ``pixel_values_videos`` +
-            ``video_grid_thw`` [n_rows, 3] (one row per run of equally sized chunks), ``second_per_grid_ts``.
+            ``BatchFeature`` with the backbone processor's keys: ``input_ids``, ``attention_mask``,
+            ``mm_token_type_ids`` and, as present, ``pixel_values`` + ``image_grid_thw``, ``pixel_values_videos``
+            + ``video_grid_thw`` (one row per run of equally sized chunks), ``second_per_grid_ts``.
         """
         if audio is not None:
             raise ValueError("audio: ResAdaptProcessor handles images and videos only")
         if text is None:
             raise ValueError("text: the prompt(s) with image/video placeholders are required")
-        texts, samples = self._collect(text, videos, images, kwargs)
+        own = {key: kwargs.pop(key) for key in _OWN_CALL_KEYS if key in kwargs}
+        batch = self._prepare(text, images, videos, kwargs)
+        allocation = own.get("allocation")
         if allocation is not None:
             allocations = [allocation] if isinstance(allocation, Allocation) else list(allocation)
-            self._check_allocations(allocations, samples)
+            self._check_allocations(allocations, batch)
         else:
-            allocations = self._allocate_samples(texts, samples, scales, budget, max_visual_tokens)
-        features = self._encode(texts, samples, allocations, kwargs)
-        if return_allocation:
+            allocations = self._plan(batch, own.get("scales"), own.get("budget"), own.get("max_visual_tokens"))
+        images_kwargs = {**(kwargs.pop("images_kwargs", None) or {}), "allocation": allocations}
+        videos_kwargs = {**(kwargs.pop("videos_kwargs", None) or {}), "allocation": allocations}
+        if batch.videos:
+            videos_kwargs["video_metadata"] = batch.video_metadata
+        features = super().__call__(
+            images=batch.images or None, text=text, videos=batch.videos or None,
+            images_kwargs=images_kwargs, videos_kwargs=videos_kwargs, **kwargs,
+        )
+        if own.get("return_allocation"):
             features["allocation"] = allocations
         return features
 
-    # media collection -------------------------------------------------------------------------------------
-    def _collect(self, text, videos, images, kwargs):
-        sampling = {k: kwargs.pop(k) for k in _OWN_CALL_KWARGS if k in kwargs}
+    # preparation ------------------------------------------------------------------------------------------
+    def _prepare(self, text, images, videos, kwargs: dict) -> _Batch:
+        """Decode, sample and prepare every image and video as the backbone would, and assign them to prompts.
+
+        Pops the sampling arguments from ``kwargs`` (and its ``videos_kwargs``): they are spent here."""
         texts = None if text is None else ([text] if isinstance(text, str) else list(text))
         if texts is not None and not all(isinstance(t, str) for t in texts):
             raise TypeError("text must be a string or a list of strings")
-        video_list = _flatten_videos(videos) if videos is not None else []
-        image_list = _flatten_images(images) if images is not None else []
-        clips = self._decode_videos(video_list, sampling)
-        image_frames = [self._load_image(i) for i in image_list]
-        if texts is None:
-            media = [_Media("video", c.frames, c) for c in clips] + [_Media("image", f[None]) for f in image_frames]
-            return [None], [media]
-        image_token, video_token = self._backbone.image_token, self._backbone.video_token
-        pattern = re.compile(f"({re.escape(image_token)})|({re.escape(video_token)})")
-        orders = [[("image" if m.group(1) else "video") for m in pattern.finditer(t)] for t in texts]
-        n_images = sum(o.count("image") for o in orders)
-        n_videos = sum(o.count("video") for o in orders)
-        if n_images != len(image_frames):
-            raise ValueError(f"images: the prompts have {n_images} {image_token} placeholders but {len(image_frames)} images were passed")
-        if n_videos != len(clips):
-            raise ValueError(f"videos: the prompts have {n_videos} {video_token} placeholders but {len(clips)} videos were passed")
-        image_iter, clip_iter = iter(image_frames), iter(clips)
-        samples = []
-        for order in orders:
-            media = []
-            for kind in order:
-                if kind == "image":
-                    media.append(_Media("image", next(image_iter)[None]))
-                else:
-                    clip = next(clip_iter)
-                    media.append(_Media("video", clip.frames, clip))
-            samples.append(media)
-        return texts, samples
+        video_args = _explicit_args(kwargs, "videos", self.video_processor, pop=SAMPLING_KEYS)
+        image_args = _explicit_args(kwargs, "images", self.image_processor)
+        for args in (video_args, image_args):
+            check_device(args.get("device"))
+        video_list = flatten_videos(videos) if videos is not None else []
+        image_list = flatten_images(images) if images is not None else []
+        orders = None
+        if texts is not None:  # check the placeholders before decoding anything
+            orders = self._placeholder_order(texts)
+            for kind, given in (("image", len(image_list)), ("video", len(video_list))):
+                wanted = sum(order.count(kind) for order in orders)
+                if wanted != given:
+                    token = self.image_token if kind == "image" else self.video_token
+                    raise ValueError(
+                        f"{kind}s: the prompts have {wanted} {token} placeholders but {given} {kind}s were passed"
+                    )
+        prepared_videos, metadata = self._prepare_videos(video_list, video_args)
+        prepared_images = [self._prepare_image(image, image_args, i) for i, image in enumerate(image_list)]
+        batch = _Batch(texts=texts, samples=[], images=prepared_images, videos=prepared_videos,
+                       video_metadata=metadata, image_args=image_args, video_args=video_args)
+        videos_iter = iter(_Media("video", f, m) for f, m in zip(prepared_videos, metadata))
+        images_iter = iter(_Media("image", f[None]) for f in prepared_images)
+        if orders is None:  # allocate() without a prompt: one prompt holding every video, then every image
+            batch.samples = [list(videos_iter) + list(images_iter)]
+        else:
+            batch.samples = [[next(images_iter if k == "image" else videos_iter) for k in order] for order in orders]
+        return batch
 
-    def _decode_videos(self, videos: list, sampling: dict) -> list[VideoClip]:
-        metadata = sampling.get("video_metadata")
-        if metadata is not None:
-            metadata = [metadata] if isinstance(metadata, (dict, VideoMetadata)) else list(metadata)
-            if len(metadata) != len(videos):
-                raise ValueError(f"video_metadata: expected one entry per video ({len(videos)}), got {len(metadata)}")
-        num_frames, fps = sampling.get("num_frames"), sampling.get("fps")
-        if sampling.get("do_sample_frames") is False:
-            num_frames = fps = None
-        clips = []
-        for i, video in enumerate(videos):
-            meta = metadata[i] if metadata is not None else None
-            video_fps = _meta_get(meta, "fps")
-            indices = _meta_get(meta, "frames_indices")
-            is_path = isinstance(video, (str, os.PathLike))
-            path_num_frames, path_fps = num_frames, fps
-            if is_path and num_frames is None and fps is None:
-                # a file with no sampling request: sample as the backbone's own video processor would
-                path_num_frames = getattr(self.video_processor, "num_frames", None)
-                path_fps = None if path_num_frames is not None else getattr(self.video_processor, "fps", None)
-            clip = to_video_clip(
-                video,
-                num_frames=path_num_frames if is_path else num_frames,
-                fps=path_fps if is_path else fps,
-                video_fps=None if is_path else video_fps,
-                frame_indices=None if is_path or indices is None else [int(j) for j in indices],
+    def _placeholder_order(self, texts: list[str]) -> list[list[str]]:
+        """Per prompt, the kinds of its placeholders in order, matched exactly as ``get_text_with_replacements``
+        (which ``ProcessorMixin.__call__`` expands them with) matches them."""
+        counts = [sum(t.count(token) for t in texts) for token in (self.image_token, self.video_token)]
+        _, offsets = self.get_text_with_replacements(list(texts), [""] * counts[0], [""] * counts[1])
+        if not offsets:
+            return [[] for _ in texts]
+        return [[match["type"] for match in sample] for sample in offsets]
+
+    def _prepare_videos(self, videos: list, args: dict) -> tuple[list[torch.Tensor], list[VideoMetadata]]:
+        vp, count = self.video_processor, len(videos)
+        do_sample = bool(args.get("do_sample_frames", getattr(vp, "do_sample_frames", False)))
+        rates = per_video("fps", args.get("fps"), count)
+        metadata = per_video_metadata(args.get("video_metadata"), count)
+        rate_list = isinstance(args.get("fps"), (list, tuple))
+        if not do_sample and any(key in args for key in ("num_frames", "fps")) and not rate_list and count:
+            warnings.warn(
+                f"num_frames/fps are ignored: do_sample_frames is False ({type(vp).__name__}'s setting or yours), so "
+                "every frame given is used, as the backbone's own processor does; pass do_sample_frames=True to sample",
+                stacklevel=3,
             )
-            total = _meta_get(meta, "total_num_frames")
-            if total is not None and not is_path:
-                clip = replace(clip, total_num_frames=int(total))
-            clips.append(clip)
-        return clips
+        convert = vp.convert_to_rgb if args.get("do_convert_rgb", getattr(vp, "do_convert_rgb", True)) else None
+        prepared, metas = [], []
+        for i, video in enumerate(videos):
+            name = f"videos[{i}]"
+            clip = isinstance(video, VideoClip)
+            if clip and ("num_frames" in args or ("fps" in args and not rate_list)):
+                raise ValueError(f"{name}: a VideoClip is already sampled; num_frames/fps apply to paths and arrays")
+            sampler = self._frame_sampler(args, rates[i]) if do_sample and not clip else None
+            frames, meta = prepare_video(
+                video, metadata=metadata[i], sample_indices_fn=sampler, input_data_format=args.get("input_data_format"),
+                convert_to_rgb=convert, device=args.get("device"), name=name,
+            )
+            if rate_list and not do_sample:
+                meta.fps = frame_rate_of_given_frames(meta.fps, rates[i], i)
+            self._check_video_metadata(meta, name)
+            prepared.append(frames)
+            metas.append(meta)
+        return prepared, metas
 
-    def _load_image(self, image) -> torch.Tensor:
-        if isinstance(image, (str, os.PathLike)):
-            image = self.image_processor.fetch_images(str(image))
-        return to_rgb_image(image)
+    def _frame_sampler(self, args: dict, fps):
+        """The backbone's ``sample_frames`` with the arguments its ``preprocess`` would bind (its own settings,
+        then the call's); an explicit ``num_frames`` replaces the processor's default ``fps`` and vice versa."""
+        vp = self.video_processor
+        names = set(getattr(vp.valid_kwargs, "__annotations__", {}))
+        bound = {name: getattr(vp, name, None) for name in names}
+        bound.update({k: v for k, v in args.items() if k in names})
+        for name in ("input_data_format", "do_convert_rgb", "do_sample_frames", "device", "video_metadata"):
+            bound.pop(name, None)
+        num_frames = bound.get("num_frames")
+        if "num_frames" in args and "fps" not in args:
+            fps = None
+        elif "fps" in args and "num_frames" not in args:
+            num_frames = None
+        elif "fps" not in args:
+            fps = bound.get("fps")
+        if num_frames is not None and fps is not None:
+            raise ValueError(f"pass either num_frames or fps, not both (got num_frames={num_frames}, fps={fps})")
+        if num_frames is None and fps is None:
+            raise ValueError(
+                f"do_sample_frames=True needs num_frames or fps: {type(vp).__name__} has no default for either"
+            )
+        if num_frames is not None and (isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1):
+            raise ValueError(f"num_frames must be an int >= 1, got {num_frames!r}")
+        if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps < math.inf):
+            raise ValueError(f"fps must be a finite number > 0 (frames per second), got {fps!r}")
+        bound.update(num_frames=num_frames, fps=fps)
+        return functools.partial(vp.sample_frames, **bound)
+
+    def _check_video_metadata(self, meta: VideoMetadata, name: str) -> None:
+        if self._adapter.needs_frame_indices and meta.frames_indices is None:
+            raise ValueError(
+                f"{name}: {self.backbone_processor_class} times frames by their source index, but video_metadata has "
+                "no frames_indices and the array is not the whole video (total_num_frames != frames given); pass "
+                "frames_indices"
+            )
+        if self._adapter.uses_video_fps and meta.fps is None:
+            warnings.warn(
+                f"{name}: its frame rate is unknown (no video_metadata fps), so {self.backbone_processor_class} times "
+                f"it at transformers' default of {TRANSFORMERS_DEFAULT_FPS:g} fps, as the backbone's own processor "
+                "does; pass video_metadata=[{'fps': ...}] for real timing",
+                stacklevel=4,
+            )
+
+    def _prepare_image(self, image, args: dict, index: int) -> torch.Tensor:
+        """One image as the backbone's image processor has it before resizing (``fetch_images`` for paths,
+        ``process_image``: channels first, ``convert_to_rgb``, device)."""
+        name = f"images[{index}]"
+        if isinstance(image, os.PathLike):
+            image = os.fspath(image)
+        if isinstance(image, str):
+            image = self.image_processor.fetch_images(image)
+        if not (_is_pil_image(image) or isinstance(image, torch.Tensor) or type(image).__module__ == "numpy"):
+            raise TypeError(f"{name}: unsupported type {type(image).__name__}; accepted: a PIL image, an array or "
+                            "tensor [H, W, C] / [C, H, W] / [H, W], or a path")
+        if hasattr(image, "ndim") and image.ndim not in (2, 3):
+            raise ValueError(f"{name}: expected [H, W, C], [C, H, W] or [H, W], got shape {list(image.shape)}")
+        try:
+            pixels = self.image_processor.process_image(
+                image, do_convert_rgb=args.get("do_convert_rgb", self.image_processor.do_convert_rgb),
+                input_data_format=args.get("input_data_format"), device=args.get("device"),
+            )
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}; accepted: [H, W, C] or [C, H, W] with C in (1, 3, 4), or [H, W]") from err
+        check_processor_pixels(pixels, name)
+        return pixels
+
+    def _allocator_view(self, media: _Media, args: dict) -> torch.Tensor:
+        """The frames as uint8 ``[T, H, W, 3]`` on the CPU, for the allocator: what the backbone sees, in 0..255."""
+        frames = media.frames.permute(0, 2, 3, 1)
+        if frames.is_floating_point():  # undo the backbone's rescale: value * rescale_factor is what it reads as 0..1
+            sub = self.video_processor if media.kind == "video" else self.image_processor
+            rescale = args.get("do_rescale", sub.do_rescale)
+            factor = 255.0 * (args.get("rescale_factor", sub.rescale_factor) if rescale else 1.0)
+            frames = (frames.float() * factor).round_().clamp_(0, 255).to(torch.uint8)
+        return frames.cpu().contiguous()
 
     # planning ---------------------------------------------------------------------------------------------
-    def _units(self, media: list[_Media]):
-        """Resizing units of one prompt: (per-media base sizes, units, frames per unit, padded frame counts)."""
-        bases, units, unit_frames, padded = [], [], [], []
-        tps = self._adapter.temporal_patch_size
+    def _specs(self, media: list[_Media], batch: _Batch) -> list[MediaSpec]:
+        video_geometry = self._adapter.video_geometry(batch.video_args)
+        image_geometry = self._adapter.image_geometry(batch.image_args)
+        specs = []
         for item in media:
-            t, h, w = item.frames.shape[:3]
-            if item.kind == "video":
-                base = self._adapter.video_base_size(t, h, w)
-                factor, n_chunks = self._adapter.video_factor, -(-t // tps)
-                units += [UnitSpec(base[0], base[1], factor, self.min_visual_tokens)] * n_chunks
-                unit_frames += [tps] * n_chunks
-                padded.append(n_chunks * tps)
-            else:
-                base = self._adapter.image_base_size(h, w)
-                units.append(UnitSpec(base[0], base[1], self._adapter.image_factor, self.min_visual_tokens))
-                unit_frames.append(1)
-                padded.append(1)
-            bases.append(base)
-        return bases, units, unit_frames, padded
+            t, _, h, w = item.frames.shape
+            if item.kind == "image":
+                base = self._adapter.image_base_size(h, w, image_geometry)
+                specs.append(MediaSpec("image", 1, base, image_geometry.factor, 1, (0,), (0.0,)))
+                continue
+            meta = item.metadata
+            indices = tuple(meta.frames_indices) if meta.frames_indices is not None else tuple(range(t))
+            rate = meta.fps or TRANSFORMERS_DEFAULT_FPS
+            specs.append(MediaSpec(
+                "video", t, self._adapter.video_base_size(t, h, w, video_geometry), video_geometry.factor,
+                video_geometry.temporal_patch_size, indices, tuple(i / rate for i in indices),
+            ))
+        return specs
 
-    def _scales_for(self, media: list[_Media], spec, text: str | None) -> list[list[float]]:
-        """Per-media per-frame scales from an explicit spec, the allocator, or the default scale."""
-        counts = [int(m.frames.shape[0]) for m in media]
-        if spec is None and self._allocator is not None:
-            spec = self._allocator.predict_scales([m.frames for m in media], self._query_text(text))
-        if spec is None:
-            spec = self.default_scale
-        if isinstance(spec, FixedScale):
-            spec = spec.scale
-        if isinstance(spec, torch.Tensor):
-            spec = spec.detach().cpu().tolist()
-        if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-            spec = [float(spec)] * sum(counts)
-        if not isinstance(spec, (list, tuple)):
-            raise TypeError(f"scales must be a number, a sequence or a tensor, got {type(spec).__name__}")
-        nested = len(spec) == len(media) and any(isinstance(s, (list, tuple, torch.Tensor)) for s in spec)
-        if nested:
-            per_media = []
-            for s, n in zip(spec, counts):
-                s = s.detach().cpu().tolist() if isinstance(s, torch.Tensor) else s
-                s = [s] * n if isinstance(s, (int, float)) else list(s)
-                per_media.append(validate_scales(s, expected=n, min_scale=self.min_scale, max_scale=self.max_scale))
-            return per_media
-        flat = validate_scales(spec, expected=sum(counts), min_scale=self.min_scale, max_scale=self.max_scale)
-        out, start = [], 0
-        for n in counts:
-            out.append(flat[start : start + n])
-            start += n
-        return out
+    def _plan(self, batch: _Batch, scales, budget, max_visual_tokens) -> list[Allocation]:
+        budget = self.budget if budget is None else budget
+        max_visual_tokens = self.max_visual_tokens if max_visual_tokens is None else max_visual_tokens
+        check_budget(budget, max_visual_tokens, max_scale=self.max_scale)
+        samples = batch.samples
+        if len(samples) > 1 and scales is not None and not isinstance(scales, (int, float, FixedScale)):
+            if len(scales) != len(samples):
+                raise ValueError(f"scales: expected one entry per prompt ({len(samples)}), got {len(scales)}")
+            per_sample = list(scales)
+        else:
+            per_sample = [scales] * len(samples)
+        texts = batch.texts or [None] * len(samples)
+        allocations = []
+        for text, media, spec in zip(texts, samples, per_sample):
+            if spec is None and self._allocator is not None and media:
+                views = [self._allocator_view(m, batch.video_args if m.kind == "video" else batch.image_args)
+                         for m in media]
+                spec = self._allocator.predict_scales(views, self._query_text(text))
+            allocations.append(plan_allocation(
+                self._specs(media, batch), self.default_scale if spec is None else spec,
+                budget=budget, max_visual_tokens=max_visual_tokens, settings=self._settings,
+            ))
+        return allocations
 
     def _query_text(self, text: str | None) -> str | None:
         """The prompt as the allocator should read it: the last user turn (not the system prompt or role names:
@@ -489,159 +634,91 @@ class ResAdaptProcessor(ProcessorMixin):
             return None
         text = self._adapter.last_user_turn(text)
         specials = set(self.tokenizer.all_special_tokens) | set(self.tokenizer.get_added_vocab())
-        specials |= {self._backbone.image_token, self._backbone.video_token}
+        specials |= {self.image_token, self.video_token}
         pattern = "|".join(re.escape(t) for t in sorted(specials, key=len, reverse=True) if t)
         return " ".join(re.sub(pattern, " ", text).split()) if pattern else text
 
-    def _allocate_samples(self, texts, samples, scales, budget, max_visual_tokens) -> list[Allocation]:
-        budget = self.budget if budget is None else budget
-        max_visual_tokens = self.max_visual_tokens if max_visual_tokens is None else max_visual_tokens
-        self._check_budget(budget, max_visual_tokens)
-        if len(samples) > 1 and scales is not None and not isinstance(scales, (int, float, FixedScale)):
-            if len(scales) != len(samples):
-                raise ValueError(f"scales: expected one entry per prompt ({len(samples)}), got {len(scales)}")
-            per_sample = list(scales)
-        else:
-            per_sample = [scales] * len(samples)
-        return [
-            self._allocate_one(media, self._scales_for(media, spec, text), budget, max_visual_tokens)
-            for text, media, spec in zip(texts, samples, per_sample)
-        ]
-
-    def _allocate_one(self, media, per_media_scales, budget, max_visual_tokens) -> Allocation:
-        if not media:
-            return Allocation(media=[], requested_budget=budget, max_visual_tokens=max_visual_tokens)
-        bases, units, unit_frames, padded = self._units(media)
-        # padded frames repeat the last frame, so they repeat its scale too
-        frame_scales = [s for scales, n in zip(per_media_scales, padded) for s in scales + [scales[-1]] * (n - len(scales))]
-        reached = None
-        if budget is not None or max_visual_tokens is not None:
-            solution = solve_budget(
-                units, frame_scales, unit_frames, budget=budget, max_visual_tokens=max_visual_tokens,
-                min_scale=self.min_scale, max_scale=self.max_scale, tolerance=self.budget_tolerance,
-            )
-            frame_scales, sizes, reached = solution.frame_scales, solution.sizes, solution.reachable
-        else:
-            sizes = plan_sizes(units, chunk_scales(frame_scales, unit_frames))
-        out, unit_start, frame_start = [], 0, 0
-        for item, base, scales, n_padded in zip(media, bases, per_media_scales, padded):
-            n_units = n_padded // (self._adapter.temporal_patch_size if item.kind == "video" else 1)
-            item_units, item_sizes = units[unit_start : unit_start + n_units], sizes[unit_start : unit_start + n_units]
-            clip = item.clip
-            out.append(
-                MediaAllocation(
-                    kind=item.kind,
-                    scales=[float(s) for s in frame_scales[frame_start : frame_start + len(scales)]],
-                    chunk_sizes=[tuple(s) for s in item_sizes],
-                    base_size=tuple(base),
-                    visual_tokens=total_tokens(item_units, item_sizes),
-                    baseline_visual_tokens=sum(u.base_tokens for u in item_units),
-                    frame_indices=list(clip.frame_indices) if clip else [0],
-                    timestamps=list(clip.timestamps) if clip else [0.0],
-                )
-            )
-            unit_start += n_units
-            frame_start += n_padded
-        return Allocation(media=out, requested_budget=budget, max_visual_tokens=max_visual_tokens, budget_reached=reached)
-
-    def _check_allocations(self, allocations: list[Allocation], samples):
-        if len(allocations) != len(samples):
+    def _check_allocations(self, allocations: list[Allocation], batch: _Batch):
+        samples = batch.samples
+        if len(allocations) != len(samples) or not all(isinstance(a, Allocation) for a in allocations):
             raise ValueError(f"allocation: expected one Allocation per prompt ({len(samples)}), got {len(allocations)}")
-        tps = self._adapter.temporal_patch_size
-        for allocation, media in zip(allocations, samples):
-            if [m.kind for m in allocation.media] != [m.kind for m in media]:
+        for allocation, specs in zip(allocations, (self._specs(media, batch) for media in samples)):
+            if [m.kind for m in allocation.media] != [s.kind for s in specs]:
                 raise ValueError("allocation: its media (kinds/order) do not match the prompt's placeholders")
-            for planned, item in zip(allocation.media, media):
-                expected = -(-int(item.frames.shape[0]) // tps) if item.kind == "video" else 1
-                if len(planned.chunk_sizes) != expected or len(planned.scales) != int(item.frames.shape[0]):
+            for planned, spec in zip(allocation.media, specs):
+                if len(planned.chunk_sizes) != spec.num_chunks or len(planned.scales) != spec.num_frames:
                     raise ValueError(
                         f"allocation: planned for {len(planned.scales)} frames / {len(planned.chunk_sizes)} chunks, "
-                        f"but the {item.kind} has {int(item.frames.shape[0])} frames / {expected} chunks"
+                        f"but the {spec.kind} has {spec.num_frames} frames / {spec.num_chunks} chunks"
                     )
+                if tuple(planned.base_size) != tuple(spec.base_size):
+                    raise ValueError(f"allocation: planned for a base size of {tuple(planned.base_size)}, but the "
+                                     f"{spec.kind} has {tuple(spec.base_size)} at scale 1")
 
-    # encoding ---------------------------------------------------------------------------------------------
-    def _resize(self, sub_processor, frames: torch.Tensor, size: tuple[int, int], native: bool) -> torch.Tensor:
-        """Resize uint8 frames [N, 3, H, W] to ``size`` with the backbone's own resize call.
+    # the per-modality hooks of ProcessorMixin.__call__ ------------------------------------------------------
+    def _process_images(self, images, **kwargs):
+        plans = [m for a in kwargs["allocation"] for m in a.media if m.kind == "image"]
+        geometry = self._adapter.image_geometry(kwargs)
+        resized = [
+            self._resize(self.image_processor, image[None], plan.chunk_sizes[0], plan.base_size, geometry)[0]
+            for image, plan in zip(images, plans)
+        ]
+        forwarded = {k: v for k, v in kwargs.items() if k not in _NOT_FORWARDED}
+        processed = self.image_processor(resized, do_resize=False, input_data_format="channels_first", **forwarded)
+        replacements = [self._backbone.replace_image_token(processed, image_idx=i) for i in range(len(resized))]
+        return processed, replacements
+
+    def _process_videos(self, videos, **kwargs):
+        plans = [m for a in kwargs["allocation"] for m in a.media if m.kind == "video"]
+        metadata = kwargs["video_metadata"]
+        geometry = self._adapter.video_geometry(kwargs)
+        tps = geometry.temporal_patch_size
+        runs, run_metadata, run_counts = [], [], []
+        for frames, plan, meta in zip(videos, plans, metadata):
+            if pad := -frames.shape[0] % tps:  # the backbone repeats the last frame, so do we (before resizing)
+                frames = torch.cat([frames, frames[-1:].expand(pad, -1, -1, -1)])
+            video_runs = _runs(plan.chunk_sizes)
+            for size, first, count in video_runs:
+                runs.append(self._resize(
+                    self.video_processor, frames[first * tps : (first + count) * tps], size, plan.base_size, geometry
+                ))
+                indices = meta.frames_indices
+                run_metadata.append(VideoMetadata(
+                    total_num_frames=meta.total_num_frames, fps=meta.fps, width=size[1], height=size[0],
+                    frames_indices=None if indices is None else list(indices[first * tps : (first + count) * tps]),
+                ))
+            run_counts.append(len(video_runs))
+        forwarded = {k: v for k, v in kwargs.items() if k not in _NOT_FORWARDED}
+        forwarded["cap_pixels_per_frame"] = geometry.cap_pixels_per_frame  # sizes are final: the cap is moot
+        processed = self.video_processor(
+            runs, do_resize=False, do_sample_frames=False, video_metadata=run_metadata,
+            input_data_format="channels_first", return_metadata=True, **forwarded,
+        )
+        replacements, run = [], 0
+        for count in run_counts:  # one placeholder per video, expanded run by run with the backbone's own builder
+            views = ({"video_grid_thw": processed["video_grid_thw"][j : j + 1], "video_metadata": [run_metadata[j]]}
+                     for j in range(run, run + count))
+            replacements.append("".join(self._backbone.replace_video_token(view, video_idx=0) for view in views))
+            run += count
+        data = {key: processed[key] for key in ("pixel_values_videos", "video_grid_thw")}
+        data.update(self._adapter.video_model_inputs(metadata))
+        data["video_metadata"] = metadata
+        return data, replacements
+
+    def _resize(self, sub_processor, frames: torch.Tensor, size, base_size, geometry) -> torch.Tensor:
+        """Resize frames [N, C, H, W] to ``size`` with the backbone's own resize call.
 
         Chunks at their scale-1 size use the backbone's own filter (bit-identical native input); all others use
-        the configured operator (bilinear by default).
-        """
-        resample = sub_processor.resample if native else RESAMPLE_FILTERS[self.resample]
-        return TorchvisionBackend.resize(
-            sub_processor, frames, size=SizeDict(height=size[0], width=size[1]), resample=resample
-        )
-
-    def _encode(self, texts, samples, allocations, kwargs) -> BatchFeature:
-        backbone, tps = self._backbone, self._adapter.temporal_patch_size
-        image_tensors, video_runs, video_run_meta, run_counts, clip_metas = [], [], [], [], []
-        for media, allocation in zip(samples, allocations):
-            for item, planned in zip(media, allocation.media):
-                frames = item.frames.permute(0, 3, 1, 2).contiguous()  # [T, 3, H, W], as the native path does
-                if item.kind == "image":
-                    image_tensors.append(
-                        self._resize(self.image_processor, frames, planned.chunk_sizes[0], planned.chunk_sizes[0] == planned.base_size)[0]
-                    )
-                    continue
-                if pad := -frames.shape[0] % tps:  # the backbone repeats the last frame, so do we (before resizing)
-                    frames = torch.cat([frames, frames[-1:].expand(pad, -1, -1, -1)])
-                runs = _runs(planned.chunk_sizes)
-                for size, first, count in runs:
-                    chunk = frames[first * tps : (first + count) * tps]
-                    video_runs.append(self._resize(self.video_processor, chunk, size, size == planned.base_size))
-                    indices = item.clip.frame_indices[first * tps : (first + count) * tps]
-                    video_run_meta.append(
-                        VideoMetadata(
-                            total_num_frames=item.clip.total_num_frames, fps=item.clip.fps,
-                            frames_indices=list(indices), width=size[1], height=size[0],
-                        )
-                    )
-                run_counts.append(len(runs))
-                clip_metas.append(item.clip.to_metadata())
-
-        data: dict[str, Any] = {}
-        image_replacements, video_replacements = [], []
-        if image_tensors:
-            processed = self.image_processor(
-                images=image_tensors, do_resize=False, input_data_format="channels_first", return_tensors="pt"
-            )
-            data.update(processed)
-            image_replacements = [
-                backbone.replace_image_token(processed, image_idx=i) for i in range(len(image_tensors))
-            ]
-        if video_runs:
-            processed = self.video_processor(
-                videos=video_runs, do_resize=False, do_sample_frames=False, input_data_format="channels_first",
-                cap_pixels_per_frame=bool(self.video_processor.cap_pixels_per_frame), return_tensors="pt",
-            )
-            data.update({k: processed[k] for k in ("pixel_values_videos", "video_grid_thw")})
-            run = 0
-            for count in run_counts:
-                pieces = []
-                for j in range(run, run + count):
-                    view = {"video_grid_thw": processed["video_grid_thw"][j : j + 1], "video_metadata": [video_run_meta[j]]}
-                    pieces.append(backbone.replace_video_token(view, video_idx=0))
-                video_replacements.append("".join(pieces))
-                run += count
-            data.update(self._adapter.video_model_inputs(clip_metas))
-
-        merged = backbone._merge_kwargs(tokenizer_init_kwargs=backbone.tokenizer.init_kwargs, **kwargs)
-        text_kwargs = merged["text_kwargs"]
-        return_tensors = text_kwargs.get("return_tensors")
-        return_mm_token_type_ids = text_kwargs.pop("return_mm_token_type_ids", merged["return_mm_token_type_ids"])
-        text_kwargs.pop("return_text_replacement_offsets", None)
-        expanded, _ = backbone.get_text_with_replacements(list(texts), image_replacements, video_replacements)
-        text_inputs = backbone.tokenizer(expanded, **text_kwargs)
-        backbone._check_special_mm_tokens(expanded, text_inputs, modalities=["image", "video"])
-        if return_mm_token_type_ids:
-            text_inputs["mm_token_type_ids"] = backbone.create_mm_token_type_ids(text_inputs["input_ids"])
-        data = {**text_inputs, **data}
-        return BatchFeature(data, tensor_type=return_tensors)
-
-    @property
-    def model_input_names(self) -> list[str]:
-        return self._backbone.model_input_names
+        the configured operator (bilinear by default)."""
+        native = tuple(size) == tuple(base_size)
+        if native and tuple(frames.shape[-2:]) == tuple(size) and not geometry.do_resize:
+            return frames  # do_resize=False: the backbone takes the frames as they are
+        resample = geometry.resample if native else RESAMPLE_FILTERS[self.resample]
+        return TorchvisionBackend.resize(sub_processor, frames, size=SizeDict(height=size[0], width=size[1]),
+                                         resample=resample)
 
 
+# helpers ----------------------------------------------------------------------------------------------------
 def _runs(sizes: Sequence[tuple[int, int]]) -> list[tuple[tuple[int, int], int, int]]:
     """Consecutive equal sizes as (size, first index, count): one grid row per run (uniform scale = native row)."""
     runs = []
@@ -653,47 +730,20 @@ def _runs(sizes: Sequence[tuple[int, int]]) -> list[tuple[tuple[int, int], int, 
     return runs
 
 
-def _meta_get(meta, key):
-    if meta is None:
-        return None
-    return meta.get(key) if isinstance(meta, dict) else getattr(meta, key, None)
-
-
-def _is_frame(x) -> bool:
-    # a 3-D array is a frame only with a channel axis ([H, W, C] or [C, H, W], C in 1/3/4); otherwise it is a
-    # grayscale video [T, H, W] (pass [T, H, W, 1] to make a 1/3/4-frame grayscale video unambiguous)
-    if type(x).__module__.startswith("PIL"):
-        return True
-    if not hasattr(x, "ndim"):
-        return False
-    return x.ndim == 2 or (x.ndim == 3 and (x.shape[-1] in (1, 3, 4) or x.shape[0] in (1, 3, 4)))
-
-
-def _is_video(x) -> bool:
-    if isinstance(x, (str, os.PathLike, VideoClip)):
-        return True
-    if hasattr(x, "ndim") and not isinstance(x, (list, tuple)):
-        return x.ndim in (3, 4)  # [T, H, W] grayscale or [T, H, W, C] / [T, C, H, W]
-    return isinstance(x, (list, tuple)) and len(x) > 0 and all(_is_frame(f) for f in x)
-
-
-def _flatten_videos(videos) -> list:
-    """Videos as a flat list; accepts one video, a list of videos, or per-prompt lists of videos."""
-    if _is_video(videos):
-        return [videos]
-    if isinstance(videos, (list, tuple)):
-        return [v for item in videos for v in _flatten_videos(item)]
-    raise TypeError(
-        "videos: expected a path, a uint8 array/tensor [T, H, W, C], a list of frames, a VideoClip, or lists of "
-        f"those; got {type(videos).__name__}"
-    )
-
-
-def _flatten_images(images) -> list:
-    """Images as a flat list; accepts one image, a list, or per-prompt lists (``apply_chat_template`` nests)."""
-    if isinstance(images, (list, tuple)):
-        return [i for item in images for i in _flatten_images(item)]
-    return [images]
+def _explicit_args(kwargs: dict, modality: str, sub_processor, pop: Sequence[str] = ()) -> dict:
+    """The arguments a call gives one modality's sub-processor, in transformers' priority order (deprecated
+    ``common_kwargs`` < flat keyword arguments < ``{modality}_kwargs``); ``pop`` keys are removed from ``kwargs``."""
+    valid = set(getattr(sub_processor.valid_kwargs, "__annotations__", {})) | set(pop)
+    nested = dict(kwargs.get(f"{modality}_kwargs") or {})
+    args = {k: v for k, v in (kwargs.get("common_kwargs") or {}).items() if k in valid}
+    args.update({k: v for k, v in kwargs.items() if k in valid})
+    args.update(nested)
+    for key in pop:
+        kwargs.pop(key, None)
+        nested.pop(key, None)
+    if f"{modality}_kwargs" in kwargs:
+        kwargs[f"{modality}_kwargs"] = nested
+    return args
 
 
 ResAdaptProcessor.register_for_auto_class("AutoProcessor")

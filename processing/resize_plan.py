@@ -122,15 +122,90 @@ def constant_size_interval(unit: UnitSpec, scale: float, max_scale: float) -> tu
     return lower, probe
 
 
+def check_scale_range(min_scale: float, max_scale: float) -> tuple[float, float]:
+    """The allowed per-frame scale range: ``0 < min_scale <= 1 <= max_scale < inf`` (scale 1 is always allowed)."""
+    low, high = _real("min_scale", min_scale), _real("max_scale", max_scale)
+    if not (0 < low <= 1 <= high) or not math.isfinite(high):
+        raise ValueError(
+            f"min_scale/max_scale must satisfy 0 < min_scale <= 1 <= max_scale < inf, got [{min_scale}, {max_scale}]"
+        )
+    return low, high
+
+
+def check_budget(budget, max_visual_tokens, *, max_scale: float) -> tuple[float | None, int | None]:
+    """The one check of a retention ``budget`` (None or a real in ``(0, max_scale**2]``) and a token cap
+    (None or an int >= 1); returns them normalised."""
+    if budget is not None:
+        limit = max_scale**2
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget):
+            raise ValueError(f"budget must be a number in (0, {limit:g}] (max_scale**2), got {budget!r}")
+        if not 0 < budget <= limit + 1e-9:
+            raise ValueError(
+                f"budget is a target retention ratio and must be in (0, {limit:g}] (max_scale**2), got {budget}"
+            )
+        budget = float(budget)
+    if max_visual_tokens is not None and (
+        isinstance(max_visual_tokens, bool) or not isinstance(max_visual_tokens, int) or max_visual_tokens < 1
+    ):
+        raise ValueError(f"max_visual_tokens must be a positive integer (>= 1), got {max_visual_tokens!r}")
+    return budget, max_visual_tokens
+
+
+def _real(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
 def validate_scales(scales: Sequence[float], *, expected: int, min_scale: float, max_scale: float) -> list[float]:
     """Check a per-frame scale vector: right length, finite, inside ``[min_scale, max_scale]``."""
-    values = [float(s) for s in scales]
+    try:
+        values = [float(s) for s in scales]
+    except (TypeError, ValueError):
+        raise TypeError(f"scales: expected {expected} real numbers (one per frame/image), got {scales!r}") from None
     if len(values) != expected:
         raise ValueError(f"scales: expected {expected} values (one per frame/image), got {len(values)}")
     for s in values:
         if not math.isfinite(s) or s < min_scale - 1e-6 or s > max_scale + 1e-6:
             raise ValueError(f"scales must be finite and within [{min_scale}, {max_scale}], got {s}")
     return [min(max(s, min_scale), max_scale) for s in values]
+
+
+def _as_list(value):
+    """Tensors and arrays become (nested) lists; everything else is returned as is."""
+    return value.tolist() if hasattr(value, "tolist") and not isinstance(value, (int, float)) else value
+
+
+def normalize_scales(spec, frame_counts: Sequence[int], *, min_scale: float, max_scale: float) -> list[list[float]]:
+    """One prompt's scales -> one validated per-frame list per media item (images count as one frame).
+
+    ``spec`` is one of:
+
+    * a real number: every frame of every media item;
+    * a flat sequence (list, tuple, 1-D tensor) of ``sum(frame_counts)`` per-frame scales, media in prompt order;
+    * one sequence per media item (what an allocator's ``predict_scales`` returns), each of its frame count.
+    """
+    spec = _as_list(spec)
+    counts = [int(n) for n in frame_counts]
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        return [validate_scales([spec] * n, expected=n, min_scale=min_scale, max_scale=max_scale) for n in counts]
+    if not isinstance(spec, (list, tuple)):
+        raise TypeError(
+            "scales must be a number, a flat per-frame sequence or one sequence per media item, "
+            f"got {type(spec).__name__}"
+        )
+    per_media = len(spec) == len(counts) and any(isinstance(_as_list(s), (list, tuple)) for s in spec)
+    if per_media:
+        return [
+            validate_scales(_as_list(s), expected=n, min_scale=min_scale, max_scale=max_scale)
+            for s, n in zip(spec, counts)
+        ]
+    flat = validate_scales(spec, expected=sum(counts), min_scale=min_scale, max_scale=max_scale)
+    out, start = [], 0
+    for n in counts:
+        out.append(flat[start : start + n])
+        start += n
+    return out
 
 
 def chunk_scales(frame_scales: Sequence[float], chunk_lengths: Sequence[int]) -> list[float]:
@@ -206,10 +281,7 @@ def solve_budget(
     """
     if budget is None and max_visual_tokens is None:
         raise ValueError("solve_budget needs a budget or max_visual_tokens")
-    if budget is not None and (not math.isfinite(budget) or budget <= 0 or budget > max_scale**2 + 1e-9):
-        raise ValueError(f"budget must be a retention ratio in (0, {max_scale**2:g}] (= max_scale**2), got {budget}")
-    if max_visual_tokens is not None and (isinstance(max_visual_tokens, bool) or int(max_visual_tokens) < 1):
-        raise ValueError(f"max_visual_tokens must be a positive integer, got {max_visual_tokens}")
+    budget, max_visual_tokens = check_budget(budget, max_visual_tokens, max_scale=max_scale)
     scales = [float(s) for s in frame_scales]
     if any(not math.isfinite(s) or s <= 0 for s in scales):
         raise ValueError("frame scales must be finite and > 0 before budget projection")

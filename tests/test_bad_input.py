@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import chat_text, random_video, tiny_backbone
 from resadapt_hf import ResAdaptProcessor
@@ -34,7 +35,7 @@ def test_corrupt_truncated_and_empty_files(setup, tmp_path):
 
 def test_zero_frames_and_mixed_sizes(setup):
     processor, text = setup
-    with pytest.raises(ValueError, match="frame"):
+    with pytest.raises(ValueError, match="zero frames"):
         processor(text=[text], videos=[np.zeros((0, 32, 32, 3), np.uint8)], return_tensors="pt")
     frames = [np.zeros((32, 32, 3), np.uint8), np.zeros((40, 32, 3), np.uint8)]
     with pytest.raises(ValueError, match="size"):
@@ -75,10 +76,22 @@ def test_max_visual_tokens(setup):
 
 def test_wrong_dtype(setup):
     processor, text = setup
-    with pytest.raises(TypeError, match="videos"):
+    with pytest.raises(TypeError, match=r"videos\[0\].*uint8"):
         processor(text=[text], videos=[random_video(4).astype(np.int64)], return_tensors="pt")
-    with pytest.raises(ValueError, match="videos"):
-        processor(text=[text], videos=[random_video(4).astype(np.float32) * 3], return_tensors="pt")
+    nan = random_video(4).astype(np.float32)
+    nan[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"videos\[0\].*NaN"):
+        processor(text=[text], videos=[nan], return_tensors="pt")
+    with pytest.raises(TypeError, match=r"images\[0\]"):
+        processor(text=[chat_text(processor, "image")], images=[object()], return_tensors="pt")
+
+
+def test_float_pixels_are_the_backbones_business(setup):
+    # 0..255 floats (qwen-vl-utils' output) go to the backbone as they are: it rescales them itself
+    processor, text = setup
+    video = random_video(4).astype(np.float32) * 0.7
+    native = processor.backbone_processor(text=[text], videos=[video], return_tensors="pt")
+    assert torch.equal(native["pixel_values_videos"], processor(text=[text], videos=[video], return_tensors="pt")["pixel_values_videos"])
 
 
 def test_placeholder_media_mismatch(setup):
@@ -109,3 +122,29 @@ def test_allocation_mismatch(setup):
     allocation = processor.allocate(text=text, videos=random_video(8))
     with pytest.raises(ValueError, match="allocation"):
         processor(text=[text], videos=[random_video(6)], allocation=allocation, return_tensors="pt")
+
+
+def test_allocator_sees_float_frames_as_the_backbone_reads_them(setup):
+    _, text = setup
+    seen = []
+
+    class Recorder:
+        def predict_scales(self, media, text):
+            seen.extend(media)
+            return [[1.0] * m.shape[0] for m in media]
+
+    _, backbone = tiny_backbone("qwen2_5_vl")
+    processor = ResAdaptProcessor.from_backbone(backbone, allocator=Recorder())
+    video = random_video(4).astype(np.float32) * 0.5 + 0.3  # 0..255 floats, as qwen-vl-utils returns them
+    processor.allocate(text=text, videos=[video])
+    assert seen[0].dtype == torch.uint8 and torch.equal(seen[0], torch.from_numpy(video).round().to(torch.uint8))
+
+
+def test_a_videoclip_is_not_sampled_again(setup):
+    from resadapt_hf import to_video_clip
+
+    processor, text = setup
+    clip = to_video_clip(random_video(8), video_fps=4)
+    with pytest.raises(ValueError, match="VideoClip is already sampled"):
+        processor(text=[text], videos=[clip], num_frames=4, do_sample_frames=True)
+    assert processor.allocate(text=text, videos=[clip], do_sample_frames=True).frame_indices == list(range(8))

@@ -163,7 +163,7 @@ def test_card_quick_start_runs_in_a_clean_process(exported, tmp_path):
         _, backbone = tiny_backbone("qwen2_5_vl")
         messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What happens in this video?"}]}]
         text = backbone.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        plan = processor.allocate(text=text, videos=[str(clip)], num_frames=8, budget=0.5)
+        plan = processor.allocate(text=text, videos=[str(clip)], do_sample_frames=True, num_frames=8, budget=0.5)
         assert float(fields[4]) == round(plan.retention, 6)
         assert plan.budget_reached and abs(plan.retention - 0.5) < 0.05
 

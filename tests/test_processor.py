@@ -246,12 +246,13 @@ def test_edge_frames(family):
         inputs = processor(text=[text], videos=[video], scales=0.5, return_tensors="pt")
         with torch.no_grad():
             model.generate(**inputs, max_new_tokens=2)
+    # RGBA: alpha is blended onto white, as the backbone's convert_to_rgb does (it needs the layout spelled out)
     rgba = np.concatenate([random_video(4), np.full((4, 90, 120, 1), 7, np.uint8)], axis=-1)
+    native = backbone(text=[text], videos=[rgba], input_data_format="channels_last", return_tensors="pt")
+    ours = processor(text=[text], videos=[rgba], return_tensors="pt")
+    assert torch.equal(native["pixel_values_videos"], ours["pixel_values_videos"])
+    assert not torch.equal(ours["pixel_values_videos"], processor(text=[text], videos=[rgba[..., :3]], return_tensors="pt")["pixel_values_videos"])
     gray = random_video(6)[..., 0]  # [T, H, W] grayscale video (T of 1/3/4 would read as one CHW frame)
-    assert torch.equal(
-        processor(text=[text], videos=[rgba], return_tensors="pt")["pixel_values_videos"],
-        processor(text=[text], videos=[rgba[..., :3]], return_tensors="pt")["pixel_values_videos"],
-    )
     assert torch.equal(
         processor(text=[text], videos=[gray], return_tensors="pt")["pixel_values_videos"],
         processor(text=[text], videos=[np.repeat(gray[..., None], 3, -1)], return_tensors="pt")["pixel_values_videos"],
@@ -293,11 +294,13 @@ def test_allocator_hook_sees_the_shared_frames_and_the_question():
     processor = ResAdaptProcessor.from_backbone(backbone, allocator=Recorder())
     text = chat_text(backbone, "image", "video", question="Which digit is shown?")
     allocation = processor.allocate(
-        text=text, images=[random_video(1, 50, 70)[0]], videos=[random_video(9, 64, 64)], num_frames=5
+        text=text, images=[random_video(1, 50, 70)[0]], videos=[random_video(9, 64, 64)], num_frames=5,
+        do_sample_frames=True,
     )
-    assert seen["shapes"] == [(1, 50, 70, 3), (5, 64, 64, 3)]  # the sampled frames the backbone gets
+    # Qwen2-VL's sample_frames rounds 5 to the temporal patch (4) and takes arange(0, 9, 9 / 4)
+    assert seen["shapes"] == [(1, 50, 70, 3), (4, 64, 64, 3)]  # the sampled frames the backbone gets
     assert seen["text"] == "Which digit is shown?"
-    assert allocation.scales == [0.5] * 6 and allocation.media[1].frame_indices == [0, 2, 4, 6, 8]
+    assert allocation.scales == [0.5] * 5 and allocation.media[1].frame_indices == [0, 2, 4, 6]
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
@@ -328,14 +331,17 @@ def test_allocator_reads_the_last_user_turn_only(family):
 def test_video_files_sample_like_the_backbone(tmp_path):
     from resadapt_hf.sample_clips import write_demo_clip
 
-    path = write_demo_clip(tmp_path / "clip.mp4", num_frames=16, fps=8)  # 2 seconds
-    _, qwen3 = tiny_backbone("qwen3_vl")  # its video processor samples at 2 fps by default
-    plan = ResAdaptProcessor.from_backbone(qwen3).allocate(text=chat_text(qwen3, "video"), videos=str(path))
-    assert len(plan.frame_indices) == 4 and plan.timestamps[0] == 0.0
-    _, qwen25 = tiny_backbone("qwen2_5_vl")  # no default sampling: every frame, unless asked
+    path = str(write_demo_clip(tmp_path / "clip.mp4", num_frames=16, fps=8))  # 2 seconds
+    _, qwen3 = tiny_backbone("qwen3_vl")  # the tiny processors set do_sample_frames=False
+    processor = ResAdaptProcessor.from_backbone(qwen3)
+    text = chat_text(qwen3, "video")
+    assert processor.allocate(text=text, videos=path).frame_indices == list(range(16))
+    # Qwen3-VL's own default fps=2: int(16 / 8 * 2) = 4 frames at round(linspace(0, 15, 4))
+    plan = processor.allocate(text=text, videos=path, do_sample_frames=True)
+    assert plan.frame_indices == [0, 5, 10, 15] and plan.timestamps == pytest.approx([0, 5 / 8, 10 / 8, 15 / 8])
+    _, qwen25 = tiny_backbone("qwen2_5_vl")
     processor = ResAdaptProcessor.from_backbone(qwen25)
-    assert len(processor.allocate(text=chat_text(qwen25, "video"), videos=str(path)).frame_indices) == 16
-    plan = processor.allocate(text=chat_text(qwen25, "video"), videos=str(path), fps=4)
-    # 4 fps of an 8 fps clip: 8 frames spread uniformly over the clip, first and last included
-    assert len(plan.frame_indices) == 8 and plan.frame_indices[0] == 0 and plan.frame_indices[-1] == 15
-    assert plan.timestamps[1] == pytest.approx(plan.frame_indices[1] / 8)
+    plan = processor.allocate(text=chat_text(qwen25, "video"), videos=path, fps=4, do_sample_frames=True)
+    # Qwen2-VL's rule: 16 / 8 * 4 = 8 frames (a multiple of the temporal patch), at arange(0, 16, 16 / 8)
+    assert plan.frame_indices == [0, 2, 4, 6, 8, 10, 12, 14]
+    assert plan.timestamps[1] == pytest.approx(2 / 8)

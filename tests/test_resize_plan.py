@@ -147,3 +147,62 @@ def test_random_shapes_reach_every_budget_on_a_coarse_grid():
             solution = solve_budget([unit] * 4, scales, [2] * 4, budget=budget, tolerance=0.02)
             assert solution.reachable, (scales, budget, solution.visual_tokens)
             assert abs(solution.visual_tokens / 256 - budget) <= 0.02
+
+
+# ---------------------------------------------------------------- one validator, one planning function
+
+
+def test_normalize_scales_shapes():
+    from resadapt_hf.processing.resize_plan import normalize_scales
+
+    import torch
+
+    rng = dict(min_scale=0.2, max_scale=1.8)
+    assert normalize_scales(0.5, [3, 1], **rng) == [[0.5] * 3, [0.5]]
+    assert normalize_scales([0.2, 0.4, 0.6, 1.0], [3, 1], **rng) == [[0.2, 0.4, 0.6], [1.0]]
+    assert normalize_scales([[0.2, 0.4, 0.6], [1.0]], [3, 1], **rng) == [[0.2, 0.4, 0.6], [1.0]]
+    assert normalize_scales(torch.tensor([0.5, 1.5]), [2], **rng) == [[0.5, 1.5]]
+    with pytest.raises(ValueError, match="expected 4 values"):
+        normalize_scales([1.0, 1.0], [3, 1], **rng)
+    with pytest.raises(TypeError, match="scales"):
+        normalize_scales("big", [2], **rng)
+    with pytest.raises(ValueError, match=r"\[0.2, 1.8\]"):
+        normalize_scales(2.0, [2], **rng)
+
+
+def test_check_budget_and_scale_range():
+    from resadapt_hf.processing.resize_plan import check_budget, check_scale_range
+
+    assert check_budget(0.5, 10, max_scale=1.8) == (0.5, 10)
+    assert check_budget(None, None, max_scale=1.8) == (None, None)
+    for bad in (0.0, -1.0, 3.3, math.nan, True, "0.5"):
+        with pytest.raises(ValueError, match=r"budget.*\(0, 3.24\]"):
+            check_budget(bad, None, max_scale=1.8)
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises(ValueError, match="max_visual_tokens"):
+            check_budget(None, bad, max_scale=1.8)
+    assert check_scale_range(0.2, 1.8) == (0.2, 1.8)
+    for low, high in ((1.2, 1.8), (0.0, 1.8), (0.2, 0.9), (0.2, math.inf)):
+        with pytest.raises(ValueError, match="min_scale/max_scale"):
+            check_scale_range(low, high)
+
+
+def test_plan_allocation_hand_computed():
+    from resadapt_hf.processing.allocation import MediaSpec, PlanSettings, plan_allocation
+
+    # a 5-frame video (3 chunks of 2, the last padded with frame 5's scale) at base 252x448 and one 56x84 image
+    video = MediaSpec("video", 5, (252, 448), 28, 2, frame_indices=(0, 2, 4, 6, 8), timestamps=(0, 1, 2, 3, 4))
+    image = MediaSpec("image", 1, (56, 84), 28)
+    plan = plan_allocation([video, image], [0.5, 0.5, 1.0, 1.0, 1.8, 1.0])
+    # chunk means 0.5, 1.0, 1.8: 0.5 -> (112, 224) (see test_unit_size_hand_computed), 1.0 -> base, 1.8 -> (448, 812)
+    assert plan.media[0].chunk_sizes == [(112, 224), (252, 448), (448, 812)]
+    assert plan.media[0].visual_tokens == 4 * 8 + 9 * 16 + 16 * 29 and plan.media[0].baseline_visual_tokens == 3 * 144
+    assert plan.media[1].chunk_sizes == [(56, 84)] and plan.media[1].visual_tokens == 6
+    assert plan.media[0].frame_indices == [0, 2, 4, 6, 8] and plan.scales == [0.5, 0.5, 1.0, 1.0, 1.8, 1.0]
+    assert plan.budget_reached is None
+    budgeted = plan_allocation([video, image], 1.0, budget=0.5, settings=PlanSettings(budget_tolerance=0.02))
+    assert budgeted.budget_reached and abs(budgeted.retention - 0.5) <= 0.02
+    with pytest.raises(ValueError, match="budget"):
+        plan_allocation([video], 1.0, budget=4.0)
+    with pytest.raises(ValueError, match="min_visual_tokens"):
+        PlanSettings(min_visual_tokens=0)

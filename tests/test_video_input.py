@@ -19,6 +19,8 @@ from resadapt_hf.processing.video_input import (
     ASSUMED_FPS_WHEN_UNKNOWN,
     VideoClip,
     load_video,
+    prepare_video,
+    read_video,
     sample_frame_indices,
     to_rgb_image,
     to_video_clip,
@@ -606,6 +608,83 @@ def test_write_demo_clip_small(clip_dir, demo_mp4):
         write_demo_clip(clip_dir / "odd.mp4", height=121)
 
 
+# ------------------------------------------------------------- processor inputs
+
+
+def test_read_video_gives_transformers_pyav_frames(demo_mp4):
+    from transformers.video_utils import load_video as transformers_load_video
+
+    pick = lambda metadata, **_: np.array([0, 5, 9, 15])  # noqa: E731
+    expected, expected_meta = transformers_load_video(str(demo_mp4), backend="pyav", sample_indices_fn=pick)
+    frames, meta = read_video(demo_mp4, pick)
+    assert np.array_equal(frames.numpy(), expected)
+    assert (meta.total_num_frames, meta.fps, meta.frames_indices) == (DEMO_T, DEMO_FPS, [0, 5, 9, 15])
+    assert (meta.total_num_frames, meta.fps) == (expected_meta.total_num_frames, expected_meta.fps)
+    everything, meta = read_video(demo_mp4)  # no function: every frame, as do_sample_frames=False
+    assert meta.frames_indices == list(range(DEMO_T)) and everything.shape[0] == DEMO_T
+    repeated, _ = read_video(demo_mp4, lambda metadata: [3, 3, 4])  # repeats stay (transformers' array path)
+    assert torch.equal(repeated[0], repeated[1])
+    with pytest.raises(ValueError, match=r"outside \[0, 15\]"):
+        read_video(demo_mp4, lambda metadata: [0, 16])
+
+
+def _write_rotated(path, degrees):
+    """A 32x48 (HxW) clip whose top-left 8x8 corner is white, stored with a display rotation."""
+    import av
+    from fractions import Fraction
+
+    frame = np.zeros((32, 48, 3), np.uint8)
+    frame[:8, :8] = 255
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(8))
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        stream.set_display_rotation(degrees)
+        for t in range(2):
+            out = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            out.pts = t
+            container.mux(stream.encode(out))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize(("degrees", "corner"), [(90, (slice(40, 48), slice(0, 8))), (-90, (slice(0, 8), slice(24, 32)))])
+def test_display_rotation_is_applied(tmp_path, degrees, corner):
+    # 90 degrees counter-clockwise moves the stored top-left corner to the bottom-left, -90 to the top-right
+    frames, meta = read_video(_write_rotated(tmp_path / "rotated.mp4", degrees))
+    assert tuple(frames.shape) == (2, 48, 32, 3) and (meta.height, meta.width) == (48, 32)
+    luma = frames[0].float().mean(-1)
+    assert luma[corner].mean() > 200
+    assert luma.sum() - luma[corner].sum() < 0.1 * luma.sum()  # nothing white anywhere else
+    assert tuple(load_video(tmp_path / "rotated.mp4").frames.shape) == (2, 48, 32, 3)
+
+
+def test_prepare_video_follows_the_backbone_rules():
+    frames = _rng_frames((6, 10, 12, 3))
+    prepared, meta = prepare_video(frames)
+    assert tuple(prepared.shape) == (6, 3, 10, 12) and prepared.is_contiguous()
+    assert torch.equal(prepared, torch.from_numpy(frames).permute(0, 3, 1, 2))
+    assert meta.fps is None and meta.total_num_frames == 6 and meta.frames_indices == list(range(6))
+    one, meta = prepare_video(frames[0])  # one [H, W, C] frame is a one-frame video
+    assert tuple(one.shape) == (1, 3, 10, 12) and meta.total_num_frames == 1
+    gray, _ = prepare_video(frames[..., 0], convert_to_rgb=lambda v: v.expand(-1, 3, -1, -1))
+    assert tuple(gray.shape) == (6, 3, 10, 12)
+    floats, _ = prepare_video(frames.astype(np.float32) * 0.9)  # floats keep their values: the backbone rescales
+    assert floats.dtype == torch.float32 and float(floats.max()) > 1
+    picked, meta = prepare_video(frames, metadata={"fps": 3.0, "total_num_frames": 6},
+                                 sample_indices_fn=lambda metadata: [1, 4])
+    assert torch.equal(picked, prepared[[1, 4]]) and meta.frames_indices == [1, 4] and meta.fps == 3.0
+    partial, meta = prepare_video(frames, metadata={"fps": 3.0, "total_num_frames": 60})
+    assert meta.frames_indices is None  # a pre-sampled array without indices: nothing is made up
+    with pytest.raises(ValueError, match="do_sample_frames=False"):
+        prepare_video(frames, metadata={"fps": 3.0, "total_num_frames": 60}, sample_indices_fn=lambda metadata: [0])
+    with pytest.raises(ValueError, match="frames_indices"):
+        prepare_video(frames, metadata={"total_num_frames": 6, "frames_indices": [0, 1]})
+    with pytest.raises(ValueError, match="accepted keys"):
+        prepare_video(frames, metadata={"total_num_frames": 6, "speed": 2})
+    with pytest.raises(TypeError, match="uint8"):
+        prepare_video(frames.astype(np.int32))
+
+
 # --------------------------------------------------------------------- hub hygiene
 
 
@@ -613,7 +692,7 @@ def test_module_imports_are_hub_safe():
     """processing/ ships to the Hub: module level may import only stdlib, torch, transformers, safetensors."""
     source = Path(video_input.__file__).read_text()
     tree = ast.parse(source)
-    allowed = {"torch", "transformers", "safetensors", "__future__"}
+    allowed = {"torch", "transformers", "safetensors", "__future__"}  # numpy only through transformers
     stdlib = set(sys.stdlib_module_names)
     for node in tree.body:  # module level only; lazy imports inside functions are fine
         if isinstance(node, ast.Import):

@@ -55,7 +55,8 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from .processing.resize_plan import UnitSpec, chunk_scales, floor_scale, unit_size
+from .processing.allocation import Allocation, MediaSpec, PlanSettings, plan_allocation
+from .processing.resize_plan import DEFAULT_BUDGET_TOLERANCE, UnitSpec, floor_scale, unit_size
 from .rollout import GenerationSettings, RolloutRequest, RolloutResult, check_rollout_call
 
 __all__ = [
@@ -72,6 +73,7 @@ __all__ = [
     "make_needle_dataset",
     "make_needle_sample",
     "parse_choice",
+    "plan_needle",
     "reader_accuracy_curve",
     "render_digit_mask",
     "resize_frames",
@@ -361,6 +363,23 @@ def distinct_sizes(config: NeedleTaskConfig) -> list[tuple[int, int]]:
     return sorted({unit_size(unit, min(max(p, low), high)) for p in probes})
 
 
+def plan_needle(
+    config: NeedleTaskConfig, frame_scales: Sequence[float], *, budget: float | None = None,
+    budget_tolerance: float = DEFAULT_BUDGET_TOLERANCE, frame_indices: Sequence[int] | None = None,
+    timestamps: Sequence[float] = (),
+) -> Allocation:
+    """The processor's own plan (:func:`~resadapt_hf.processing.allocation.plan_allocation`) for one video of the
+    task: per-frame scales -> per-chunk sizes on the task's grid (-> the budget projection when ``budget`` is
+    given) -> an ``Allocation`` with visual tokens and retention. Scales outside ``[min_scale, max_scale]`` are
+    refused, as by the processor."""
+    media = MediaSpec(
+        "video", len(frame_scales), (config.height, config.width), config.factor, config.temporal_patch_size,
+        frame_indices=tuple(frame_indices) if frame_indices is not None else None, timestamps=tuple(timestamps),
+    )
+    settings = PlanSettings(config.min_scale, config.max_scale, config.min_visual_tokens, budget_tolerance)
+    return plan_allocation([media], [[float(s) for s in frame_scales]], budget=budget, settings=settings)
+
+
 def _resize(frames_nchw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     # same call as ResAdaptProcessor._resize for non-native sizes: torchvision bilinear, antialias, uint8 in/out
     if tuple(frames_nchw.shape[-2:]) == tuple(size):
@@ -375,7 +394,8 @@ def resize_frames(
 
     Frames are grouped into chunks of ``config.temporal_patch_size`` (a trailing odd frame is padded by repeating
     it, as the backbone does); a chunk's scale is the mean of its frames' scales and its size
-    ``unit_size(config.unit, scale)``, i.e. ``round(base * s / factor) * factor`` per side with the token floor.
+    ``unit_size(config.unit, scale)``, i.e. ``round(base * s / factor) * factor`` per side with the token floor, as
+    planned by the processor's own :func:`plan_needle`.
 
     Args:
         frames: uint8 [T, H, W, 3] (any source size; normally ``config.source_size``).
@@ -390,15 +410,14 @@ def resize_frames(
     scales = [float(s) for s in (frame_scales.tolist() if isinstance(frame_scales, torch.Tensor) else frame_scales)]
     if len(scales) != frames.shape[0]:
         raise ValueError(f"frame_scales: expected {frames.shape[0]} values, got {len(scales)}")
-    if any(not math.isfinite(s) or s <= 0 for s in scales):
-        raise ValueError(f"frame_scales must be finite and > 0, got {scales}")
     lengths = chunk_lengths(frames.shape[0], config.temporal_patch_size)
+    sizes = plan_needle(config, scales).chunk_sizes
     chunks, start = [], 0
-    for length, scale in zip(lengths, chunk_scales(scales, lengths)):
+    for length, size in zip(lengths, sizes):
         chunk = frames[start : start + length].permute(0, 3, 1, 2)
         if length < config.temporal_patch_size:
             chunk = torch.cat([chunk, chunk[-1:].expand(config.temporal_patch_size - length, -1, -1, -1)])
-        chunks.append(_resize(chunk.contiguous(), unit_size(config.unit, scale)).permute(0, 2, 3, 1).contiguous())
+        chunks.append(_resize(chunk.contiguous(), size).permute(0, 2, 3, 1).contiguous())
         start += length
     return chunks
 
@@ -720,12 +739,9 @@ class NeedleRollout:
         return [self._read(request, num_rollouts) for request in requests]
 
     def _read(self, request: RolloutRequest, num_rollouts: int) -> RolloutResult:
-        frames, unit = request.frames, self.config.unit
-        lengths = chunk_lengths(frames.shape[0], self.config.temporal_patch_size)
         completions, retention = [], []
         for scales in request.frame_scales.tolist():
-            chunks = resize_frames(frames, scales, self.config)
+            chunks = resize_frames(request.frames, scales, self.config)
             completions.append([self.reader.answer(chunks, request.record["options"])] * num_rollouts)
-            tokens = sum((c.shape[1] // unit.factor) * (c.shape[2] // unit.factor) for c in chunks)
-            retention.append(tokens / (len(lengths) * unit.base_tokens))
+            retention.append(plan_needle(self.config, scales).retention)
         return RolloutResult(completions, torch.tensor(retention))

@@ -1,6 +1,5 @@
 """Allocator presets, repo export, and the allocator inside processors of different backbones."""
 
-import numpy as np
 import pytest
 import torch
 

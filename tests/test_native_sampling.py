@@ -10,7 +10,6 @@ import importlib.util
 import types
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from transformers.video_utils import load_video

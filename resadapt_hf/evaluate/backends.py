@@ -19,15 +19,8 @@ import numpy as np
 import torch
 
 from ..data import decode_record
-from ..processing.allocation import Allocation, MediaAllocation
-from ..processing.resize_plan import (
-    DEFAULT_BUDGET_TOLERANCE,
-    chunk_scales,
-    plan_sizes,
-    solve_budget,
-    total_tokens,
-    validate_scales,
-)
+from ..processing.allocation import Allocation
+from ..processing.resize_plan import DEFAULT_BUDGET_TOLERANCE
 from ..processing.video_input import VideoClip, to_video_clip
 from ..rewards import SYSTEM_PROMPT
 from .config import SYNTHETIC_BACKBONE, EvalConfig
@@ -136,8 +129,8 @@ class HFBackend:
 
 
 class NeedleBackend:
-    """The synthetic needle task: budget projection with ``solve_budget`` on the task's ``UnitSpec`` (the
-    processor's own solver and grid), answers from the calibrated reader on the frames the resize operator
+    """The synthetic needle task: planned and budget-projected by the processor's own ``plan_allocation``
+    (``synthetic.plan_needle``), answers from the calibrated reader on the frames the resize operator
     produced (``resize_frames`` at the allocation's scales, checked against the planned sizes).
 
     Args:
@@ -162,27 +155,13 @@ class NeedleBackend:
         return EvalSample(sample_id, record, clip.frames, record["question"], payload=clip)
 
     def allocate(self, sample: EvalSample, scales: list[float], budget: float | None) -> Allocation:
-        from ..synthetic import chunk_lengths
+        from ..synthetic import plan_needle
 
-        config, clip = self.config, sample.payload
-        scales = validate_scales(scales, expected=clip.num_frames, min_scale=config.min_scale,
-                                 max_scale=config.max_scale)
-        lengths = chunk_lengths(clip.num_frames, config.temporal_patch_size)
-        units = [config.unit] * len(lengths)
-        reached = None
-        if budget is None:
-            sizes = plan_sizes(units, chunk_scales(scales, lengths))
-        else:
-            solution = solve_budget(units, scales, lengths, budget=budget, min_scale=config.min_scale,
-                                    max_scale=config.max_scale, tolerance=self.budget_tolerance)
-            scales, sizes, reached = solution.frame_scales, solution.sizes, solution.reachable
-        media = MediaAllocation(
-            kind="video", scales=[float(s) for s in scales], chunk_sizes=[tuple(s) for s in sizes],
-            base_size=(config.height, config.width), visual_tokens=total_tokens(units, sizes),
-            baseline_visual_tokens=sum(u.base_tokens for u in units), frame_indices=list(clip.frame_indices),
-            timestamps=list(clip.timestamps),
-        )
-        return Allocation(media=[media], requested_budget=budget, budget_reached=reached)
+        clip = sample.payload
+        if len(scales) != clip.num_frames:
+            raise ValueError(f"scales: expected {clip.num_frames} values (one per frame), got {len(scales)}")
+        return plan_needle(self.config, scales, budget=budget, budget_tolerance=self.budget_tolerance,
+                           frame_indices=clip.frame_indices, timestamps=clip.timestamps)
 
     def generate(self, sample: EvalSample, allocation: Allocation) -> str:
         from ..synthetic import resize_frames

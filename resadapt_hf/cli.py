@@ -133,7 +133,8 @@ def parse_train_args(argv: Sequence[str]):
         if at + 1 >= len(argv):
             raise ValueError("--config needs a YAML file path")
         argv = config_file_argv(argv[at + 1], types) + argv[:at] + argv[at + 2:]
-    script, config = HfArgumentParser(types).parse_args_into_dataclasses(args=argv)
+    parser = HfArgumentParser(types, prog="resadapt train", description="Train a ResAdapt Allocator with CAPO.")
+    script, config = parser.parse_args_into_dataclasses(args=argv)
     return script, config
 
 
@@ -182,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": "the processor demo (make demo)",
     }
     if not argv or argv[0] not in commands:
-        parser = argparse.ArgumentParser(prog="resadapt", description=__doc__.split("\n")[0])
+        parser = argparse.ArgumentParser(prog="resadapt", description="ResAdapt: adaptive per-frame resolution for Qwen-VL.")
         sub = parser.add_subparsers(dest="command", required=True)
         for name, help_text in commands.items():
             sub.add_parser(name, help=help_text, add_help=False)

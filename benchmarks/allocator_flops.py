@@ -29,7 +29,8 @@ What is counted, and how:
   per-frame cap of 602,112 px = 768 x 28^2 that the reference code uses, which reproduces the paper's vanilla
   column).
 * **Paper** (Table 3): vanilla 111.4 / 222.5 / 444.6 / 888.9 TFLOPs; Allocator ("Scale TFLOPs") 1.5 / 2.9 / 5.8 /
-  11.6, which IMPLEMENTATION_NOTES finds are multiply-adds, so it is compared with our count / 2 (TMACs).
+  11.6, which are multiply-adds (the findings below: our weights-only multiply-add count reproduces them), so
+  it is compared with our count / 2 (TMACs).
 
 Findings (torch 2.14.1, transformers 5.23.0): the paper's Allocator column is reproduced by weights-only
 multiply-adds of the 512 px Allocator (1.45 / 2.90 / 5.79 / 11.57 TMACs) and its vanilla column by weights-only

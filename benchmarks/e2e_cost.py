@@ -22,10 +22,10 @@
   matmuls only (the convention that reproduces the paper's vanilla column). Elementwise work (norms, softmax,
   resizing) is not counted. Saved % = 1 - (Allocator + ResAdapt prefill) / vanilla prefill; at r = 1 it is minus
   the Allocator's share.
-* Paper: Table 3 of arXiv 2603.28610v2 (transcribed in ``/work/shared/spec/PAPER.md`` §7 from the project page's
-  ``latency.png``). It reports TFLOPs *and* milliseconds; its "Scale TFLOPs" (Allocator) column is in
-  multiply-adds, while its "Total TFLOPs" = "Inf. TFLOPs" + 2 x "Scale TFLOPs" (checked below), i.e. the total
-  counts the Allocator in FLOPs.
+* Paper: Table 3 of arXiv 2603.28610v2 (transcribed from the table image ``latency.png`` on the project
+  page, https://xnhyacinth.github.io/projects/ResAdapt). It reports TFLOPs *and* milliseconds; its "Scale
+  TFLOPs" (Allocator) column is in multiply-adds, while its "Total TFLOPs" = "Inf. TFLOPs" + 2 x "Scale
+  TFLOPs" (checked below), i.e. the total counts the Allocator in FLOPs.
 * Method check: the piecewise count (one decoder layer x L, one vision block x depth, per chunk) is compared with
   ``FlopCounterMode`` over a real full forward (SDPA math backend, so attention is counted) of the mid-size
   model below, on a ResAdapt input with mixed chunk sizes and on the vanilla input.
@@ -118,8 +118,8 @@ MID_VISION = dict(depth=4, hidden_size=128, intermediate_size=512, num_heads=4, 
                   spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1, 3],
                   tokens_per_second=2)
 
-# Table 3 of arXiv 2603.28610v2 (PAPER.md §7). Times in ms, TFLOPs as printed. Vanilla: (inf_tflops, ttft_ms,
-# gen_ms, total_tflops, e2e_ms); ResAdapt rows: columns below.
+# Table 3 of arXiv 2603.28610v2 (from the project page's latency.png). Times in ms, TFLOPs as printed.
+# Vanilla: (inf_tflops, ttft_ms, gen_ms, total_tflops, e2e_ms); ResAdapt rows: columns below.
 PAPER_COLUMNS = ("retention_pct", "scale_tflops", "text_enc_ms", "visual_enc_ms", "scale_pred_ms", "scale_apply_ms",
                  "scale_time_ms", "inf_tflops", "ttft_ms", "gen_time_ms", "total_tflops", "e2e_ms")
 PAPER_TABLE3 = {
@@ -141,7 +141,7 @@ PAPER_TABLE3 = {
         (28.2, 11.6, 20.4, 734.5, 92.0, 68.6, 915.5, 243.9, 1766.7, 1061.8, 267.1, 1977.3)]},
 }
 PAPER_CITATION = ("ResAdapt, arXiv 2603.28610v2, Table 3 (Qwen2.5-VL-7B; single-GPU Allocator + 4-GPU vLLM; "
-                  "ms averaged over 200 runs), transcribed in /work/shared/spec/PAPER.md §7")
+                  "ms averaged over 200 runs), transcribed from https://xnhyacinth.github.io/projects/ResAdapt")
 
 
 def tera(flops: float) -> float:

@@ -1,8 +1,9 @@
 """Cheap, weight-free per-frame statistics: how much detail a frame has and how much it changes.
 
-Shared by the training-free prior allocator (``prior_allocator.py``) and the Allocator's ``statistics`` encoder
-(``modeling_resadapt.py``): both need features that *see* small, resolution-sensitive content (text, glyphs,
-fine texture), which frozen random encoders do not (see IMPLEMENTATION_NOTES, synthetic needle task).
+Used by the Allocator's ``statistics`` encoder (``modeling_resadapt.py``) and the training-free prior allocator
+(``prior_allocator.py``): both need features that *see* small, resolution-sensitive content (text, glyphs, fine
+texture), which frozen randomly initialised encoders do not (on the project's synthetic needle task a random
+SmolVLM-style encoder could not tell the needle frame from its neighbours; these statistics can).
 
 Per frame, on a ``grid x grid`` layout of patches, :func:`frame_statistic_tokens` returns
 ``FRAME_STATISTIC_CHANNELS`` channels:
@@ -16,7 +17,16 @@ Per frame, on a ``grid x grid`` layout of patches, :func:`frame_statistic_tokens
    reuse their only neighbour).
 
 Frames are first brought to at most ``work_size`` pixels on the long side (area interpolation), so the cost does
-not grow with the source resolution. Values are in [0, 1]-ish units of 8-bit intensity / 255.
+not grow with the source resolution. Values are in [0, 1]-ish units of 8-bit intensity / 255. The trained
+statistics encoder depends on these exact numbers: change them only together with a retrained encoder.
+
+The prior's fast path, :func:`prior_detail_and_change`, computes the same detail and change summaries as
+:func:`frame_detail_and_change` but (1) downsamples the *uint8* frames with an antialiased bilinear filter
+(:func:`downsample_frames`, torch's vectorised uint8 kernel on the channels-last layout decoded frames already
+have) instead of converting full-resolution frames to float and area-resizing them, and (2) computes only the
+channels it needs, with shifted differences instead of a one-channel 3x3 convolution. On frames already within
+``work_size`` the two agree to float rounding; on larger frames they differ only by the downsampling filter.
+Costs are in ``docs/prior.md``.
 
 Ships flat next to the weights on the Hub (torch only); ``modeling/frame_statistics.py`` is a symlink to this file.
 """
@@ -32,17 +42,33 @@ CHANGE_CHANNELS = (6, 7)
 _LUMA = (0.299, 0.587, 0.114)
 
 
-def _to_working_frames(frames: torch.Tensor, work_size: int) -> torch.Tensor:
-    """uint8 [T, H, W, 3] -> float32 [T, 3, h, w] in [0, 1] with ``max(h, w) <= work_size``."""
+def _check_frames(frames: torch.Tensor) -> None:
+    if not isinstance(frames, torch.Tensor):
+        raise TypeError(f"frames must be a torch.Tensor (uint8 [T, H, W, 3]), got {type(frames).__name__}")
     if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be uint8 [T, H, W, 3], got {tuple(frames.shape)} {frames.dtype}")
     if frames.shape[0] == 0:
         raise ValueError("frames: need at least one frame")
+
+
+def working_size(height: int, width: int, work_size: int) -> tuple[int, int]:
+    """(h, w) the statistics are computed at: the frame itself if its long side is within ``work_size``, else the
+    aspect-preserving size with long side ``work_size`` (each side rounded, at least 1)."""
+    if isinstance(work_size, bool) or not isinstance(work_size, (int, float)) or not 1 <= work_size < float("inf"):
+        raise ValueError(f"work_size must be a finite number >= 1 (pixels on the long side), got {work_size!r}")
+    if max(height, width) <= work_size:
+        return height, width
+    ratio = work_size / max(height, width)
+    return max(1, round(height * ratio)), max(1, round(width * ratio))
+
+
+def _to_working_frames(frames: torch.Tensor, work_size: int) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> float32 [T, 3, h, w] in [0, 1] with ``max(h, w) <= work_size``."""
+    _check_frames(frames)
     x = frames.permute(0, 3, 1, 2).float().div_(255.0)
     height, width = x.shape[-2:]
-    if max(height, width) > work_size:
-        ratio = work_size / max(height, width)
-        size = (max(1, round(height * ratio)), max(1, round(width * ratio)))
+    size = working_size(height, width, work_size)
+    if size != (height, width):
         x = F.interpolate(x, size=size, mode="area")
     return x
 
@@ -133,3 +159,84 @@ def frame_detail_and_change(frames: torch.Tensor, grid: int = 8, work_size: int 
     detail = detail_map.topk(top, dim=1).values.mean(1)
     change = tokens[..., list(CHANGE_CHANNELS)].mean(dim=(1, 2))
     return detail, change
+
+
+def downsample_frames(frames: torch.Tensor, work_size: int = 256) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> uint8 [T, 3, h, w] at :func:`working_size`, antialiased bilinear (a triangle filter
+    widened by the reduction factor, as torchvision's ``resize(..., antialias=True)``); returned as is (a view) when
+    the frames are already small enough.
+
+    Resizing the uint8 frames directly is what makes this cheap: torch has a vectorised uint8 kernel for the
+    channels-last memory layout that decoded ``[T, H, W, 3]`` frames already have (permuting gives it for free);
+    converting a full-resolution frame to float alone costs several times more than this resize.
+    """
+    _check_frames(frames)
+    x = frames.permute(0, 3, 1, 2)
+    height, width = x.shape[-2:]
+    size = working_size(height, width, work_size)
+    if size == (height, width):
+        return x
+    if x.device.type == "cpu":
+        return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    # torch's antialiased uint8 kernel is CPU-only; elsewhere filter in float and round back (same filter)
+    y = F.interpolate(x.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+    return y.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def detail_and_change_from_luma(luma: torch.Tensor, grid: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame-level detail and change [T] each from luma [T, 1, h, w] in [0, 1]: the summaries of
+    :func:`frame_detail_and_change` (channels 0-2 and 6-7 of :func:`frame_statistic_tokens`, same definitions),
+    computed without the channels the prior does not use.
+
+    detail: per patch, gradient energy + downscale loss + Laplacian energy, averaged over the busiest quarter of the
+    ``grid x grid`` patches. change: mean absolute luma difference to the previous and the next frame (the edge
+    frames reuse their only neighbour; 0 for a single frame), averaged over patches.
+    """
+    if luma.ndim != 4 or luma.shape[1] != 1 or luma.shape[0] == 0:
+        raise ValueError(f"luma must be [T, 1, h, w] with T >= 1, got shape {tuple(luma.shape)}")
+    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
+        raise ValueError(f"grid must be an integer >= 1, got {grid!r}")
+    # Few whole-tensor ops, written into one buffer (no padded copies, one abs and one pooling for every map):
+    # each op is a synchronisation point of torch's thread pool, and with other processes competing for the cores
+    # that, not arithmetic, dominated the measured cost. Edge-slice assignments touch T * h (or T * w) values only.
+    frames, _, h, w = luma.shape
+    maps = luma.new_empty((5 * frames - 1, 1, h, w))  # dx, dy, laplacian, downscale loss: T each; change: T - 1
+    dx, dy, laplacian, loss, step = maps.split([frames, frames, frames, frames, frames - 1])
+    torch.sub(luma[..., :, 1:], luma[..., :, :-1], out=dx[..., :, :-1])  # forward differences, 0 past the edge
+    dx[..., :, -1] = 0
+    torch.sub(luma[..., 1:, :], luma[..., :-1, :], out=dy[..., :-1, :])
+    dy[..., -1, :] = 0
+    # 4-neighbour Laplacian with replicate padding = forward minus backward difference (the backward difference of
+    # the first column/row is 0 under replicate padding): reuses dx/dy instead of a slow one-channel convolution
+    torch.add(dx, dy, out=laplacian)
+    laplacian[..., :, 1:] -= dx[..., :, :-1]
+    laplacian[..., 1:, :] -= dy[..., :-1, :]
+    coarse = F.interpolate(
+        F.interpolate(luma, size=(max(1, h // 2), max(1, w // 2)), mode="area"), size=(h, w), mode="bilinear",
+        align_corners=False,
+    )
+    torch.sub(luma, coarse, out=loss)
+    torch.sub(luma[1:], luma[:-1], out=step)
+    pooled = F.adaptive_avg_pool2d(maps.abs_(), grid).flatten(1)  # [5T - 1, P]
+    detail_map = pooled[:4 * frames].view(4, frames, -1).sum(0)  # pooling is linear: sum of the pooled maps
+    top = max(1, detail_map.shape[1] // 4)
+    detail = detail_map.topk(top, dim=1).values.mean(1)
+    if frames == 1:
+        return detail, torch.zeros_like(detail)
+    steps = pooled[4 * frames :].mean(1)  # [T - 1]: mean absolute difference of each consecutive pair
+    return detail, (torch.cat([steps[:1], steps]) + torch.cat([steps, steps[-1:]])) / 2
+
+
+def prior_detail_and_change(
+    frames: torch.Tensor, grid: int = 8, work_size: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prior's statistics: :func:`frame_detail_and_change`'s detail and change [T] of uint8 [T, H, W, 3] frames,
+    measured on :func:`downsample_frames` (antialiased uint8 resize to ``work_size`` on the long side) instead of
+    an area resize of float frames. Equal to :func:`frame_detail_and_change` to float rounding when the frames are
+    within ``work_size``. Deterministic: no randomness, nothing learned."""
+    # the small copy in channels-last layout whatever the input's layout (a no-op for decoded [T, H, W, 3] frames):
+    # the 1x1 convolution below is several times slower on channels-first memory
+    small = downsample_frames(frames, work_size).contiguous(memory_format=torch.channels_last).float()
+    # luma as a 1x1 convolution: one op, and the fastest form measured
+    weights = torch.tensor(_LUMA, dtype=small.dtype, device=small.device).div_(255.0).view(1, 3, 1, 1)
+    return detail_and_change_from_luma(F.conv2d(small, weights), grid)

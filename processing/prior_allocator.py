@@ -5,6 +5,16 @@ barely differ from their neighbours (redundant) get smaller ones. No weights, no
 allocator of ``make demo`` and an evaluation baseline. Combine it with a ``budget`` to fix the spend; the prior
 only decides where the pixels go.
 
+Per frame t, with detail d_t and change c_t from ``frame_statistics.prior_detail_and_change`` (measured on a
+uint8 antialiased downsample to ``work_size`` pixels on the long side, so the cost hardly depends on the source
+resolution and stays a few percent of the backbone processor's own time):
+
+    score_t = (log(d_t + eps) - mean) + novelty_weight * (log(c_t + eps) - mean),   eps = 0.01
+    s_t     = clip(exp(strength * score_t) / mean_t' exp(strength * score_t'), min_scale, max_scale)
+
+so ``s_t`` is proportional to ``d_t ** strength * c_t ** (strength * novelty_weight)`` before the clip: a
+monotone function of the statistics, which is all the ranking needs. See ``docs/prior.md``.
+
 Ships flat next to the weights on the Hub: torch/stdlib and same-folder siblings only.
 """
 
@@ -15,7 +25,7 @@ from typing import Sequence
 
 import torch
 
-from .frame_statistics import frame_detail_and_change
+from .frame_statistics import prior_detail_and_change
 from .resize_plan import DEFAULT_MAX_SCALE, DEFAULT_MIN_SCALE
 
 # floor of the statistics in log space: differences below ~1% intensity are noise, not content
@@ -55,7 +65,8 @@ class PriorAllocator:
         strength: how strongly scales follow the statistics (0 = uniform scale 1).
         novelty_weight: weight of temporal change relative to detail.
         min_scale, max_scale: clip range of the returned scales.
-        grid, work_size: resolution of the frame statistics (see ``frame_statistics.py``).
+        grid: patches per side for the detail statistic (detail = mean of the busiest quarter of patches).
+        work_size: long side, in pixels, the statistics are measured at (frames are downsampled to it first).
     """
 
     def __init__(
@@ -74,7 +85,10 @@ class PriorAllocator:
             raise ValueError(f"min_scale/max_scale must satisfy 0 < min_scale <= 1 <= max_scale, got [{min_scale}, {max_scale}]")
         self.strength, self.novelty_weight = float(strength), float(novelty_weight)
         self.min_scale, self.max_scale = float(min_scale), float(max_scale)
-        self.grid, self.work_size = int(grid), int(work_size)
+        for name, value in (("grid", grid), ("work_size", work_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        self.grid, self.work_size = grid, work_size
 
     def to_dict(self) -> dict:
         """Settings, as stored in ``processor_config.json`` (``allocator_config``)."""
@@ -91,7 +105,7 @@ class PriorAllocator:
             if frames.shape[0] < 2:
                 out.append([1.0] * int(frames.shape[0]))
                 continue
-            detail, change = frame_detail_and_change(frames, grid=self.grid, work_size=self.work_size)
+            detail, change = prior_detail_and_change(frames, grid=self.grid, work_size=self.work_size)
             scores = prior_scores(detail, change, self.novelty_weight)
             out.append(scores_to_scales(scores, self.strength, self.min_scale, self.max_scale))
         return out

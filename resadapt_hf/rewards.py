@@ -1,4 +1,4 @@
-"""Task and format rewards for ResAdapt training (paper App. B.3, PAPER.md §4.7), in TRL's reward convention.
+"""Task and format rewards for ResAdapt training (arXiv 2603.28610, App. B.3), in TRL's reward convention.
 
 Two layers:
 
@@ -68,10 +68,10 @@ _CONTINUOUS_TYPES = frozenset({"free_form", "temporal_grounding", "grounded_qa"}
 # shift every reward in a group by the same constant, which GRPO's group normalisation removes.
 FORMAT_WEIGHT = 0.2
 
-# Paper §4.1 / B.3: a continuous metric counts as "correct" for CAPO above this value.
+# arXiv 2603.28610, App. B.3: a continuous metric counts as "correct" for CAPO above this value.
 CORRECTNESS_THRESHOLD = 0.35
 
-# Paper Table 6 system prompt, verbatim (PAPER.md §4.7).
+# The system prompt of the paper's Table 6 (arXiv 2603.28610), verbatim.
 SYSTEM_PROMPT = (
     "You are a helpful assistant. You FIRST think about the reasoning process as an internal monologue and then "
     "provide the final answer. The reasoning process MUST BE enclosed within <think> </think> tags and the answer "
@@ -641,7 +641,7 @@ def task_reward(
 
 
 def is_correct(task_score: float, problem_type: ProblemType, threshold: float = CORRECTNESS_THRESHOLD) -> bool:
-    """CAPO's correctness bit ``u`` from a :func:`task_reward` score (paper §4.1, B.3).
+    """CAPO's correctness bit ``u`` from a :func:`task_reward` score (arXiv 2603.28610, App. B.3).
 
     * ``multiple_choice``, ``numerical``, ``exact``: binary graders, correct iff the score is 1 (``threshold``
       is ignored).

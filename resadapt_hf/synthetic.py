@@ -14,7 +14,7 @@ pixels the Allocator grants each frame:
   shrunk by the same factor. It is right at high resolution and degrades when the needle frame is downscaled,
   so accuracy vs. visual tokens is a real trade-off and adaptive allocation (needle high, distractors low) pays.
 
-Design choices (see IMPLEMENTATION_NOTES, "Synthetic needle task and CAPO on CPU (measured)"):
+Design choices (each one measured on this task):
 
 * **Source resolution.** Frames are rendered at ``source_factor`` (default 2) times the scale-1 size
   ``height x width`` (default 64 x 64, so samples are 128 x 128), like a real video larger than the backbone's

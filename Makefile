@@ -28,7 +28,7 @@ demo: install
 bench: install
 	$(PY) benchmarks/processor_speed.py
 
-# the Gradio Space locally: tiny random backbone + prior allocator, offline (http://127.0.0.1:7860)
+# the Gradio Space locally: calibrated needle reader + prior allocator, offline (http://127.0.0.1:7860)
 space: install
 	$(PY) space/app.py
 
@@ -36,7 +36,7 @@ space: install
 SPACE_OUT ?= build/space
 space-bundle:
 	rm -rf $(SPACE_OUT) && mkdir -p $(SPACE_OUT)
-	cp space/app.py space/requirements.txt space/README.md $(SPACE_OUT)/
+	cp space/app.py space/answerers.py space/examples.py space/views.py space/requirements.txt space/README.md $(SPACE_OUT)/
 	cp -r resadapt_hf $(SPACE_OUT)/resadapt_hf
 	for d in processing modeling hub_card; do rm -rf $(SPACE_OUT)/resadapt_hf/$$d; cp -rL $$d $(SPACE_OUT)/resadapt_hf/$$d; done
 	find $(SPACE_OUT) -name __pycache__ -prune -exec rm -rf {} +

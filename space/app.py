@@ -1,12 +1,16 @@
-"""ResAdapt Gradio Space: per-frame resolution allocation in front of an unchanged Qwen-VL backbone.
+"""ResAdapt Gradio Space: per-frame resolution allocation in front of an unchanged backbone.
 
-Upload a video (or an image), ask a question, pick a budget (target retention = share of the backbone's own visual
-tokens to keep) and an allocator. The app decodes the clip server-side with PyAV (``resadapt_hf.load_video``), asks the
-allocator for per-frame scales, projects them onto the budget (``ResAdaptProcessor.allocate``), resizes every 2-frame
-chunk before the unchanged backbone sees it, and generates the answer. It shows the per-frame scales, the frames at
-their allocated size, token counts and timings, and the requested vs achieved retention.
+Pick a clip (or upload one), ask a question, set a budget (target retention = share of the backbone's own visual
+tokens to keep) and an allocator. The app decodes the clip server-side with PyAV, asks the allocator for per-frame
+scales, projects them onto the budget, resizes every 2-frame chunk and lets the backbone answer from those pixels;
+the same clip and budget also go through FixedScale and native scale 1, side by side.
 
-Run locally (offline, tiny random backbone, training-free prior allocator)::
+Backbones ("answered by"): Qwen2.5-VL / Qwen3-VL checkpoints (the GPU default), ``tiny-*`` random-weight models
+(offline, meaningless answers) and ``needle-reader``, the calibrated reader of the synthetic needle task (not a
+language model: it reads which digit a clip shows, and is the CPU default until a trained tiny VLM exists). The first
+example is a generated needle clip with a known answer, so the page can say whether each answer is right.
+
+Run locally (offline)::
 
     python space/app.py                      # http://127.0.0.1:7860
     RESADAPT_BACKBONE=tiny-qwen3_vl python space/app.py --port 7861
@@ -16,8 +20,10 @@ API (``gradio_client``)::
     from gradio_client import Client, handle_file
     client = Client("http://127.0.0.1:7860/")
     plan = client.predict(video=handle_file("clip.mp4"), question="What happens?", budget=0.25, api_name="/allocate")
-    answer, plan, *_ = client.predict(video=handle_file("clip.mp4"), question="What happens?", budget=0.25,
-                                      api_name="/answer")
+    print(plan["visual_tokens"], "of", plan["baseline_visual_tokens"], "visual tokens kept")
+    answer, result = client.predict(video=handle_file("clip.mp4"), question="What happens?", budget=0.25,
+                                    api_name="/answer")
+    print(answer, result["correct"], [run["answer"] for run in result["comparison"]])
 
 Settings come from environment variables (see ``AppConfig.from_env``); nothing but model/allocator loading touches
 the network (analytics off, no share link, system fonts only).
@@ -26,11 +32,16 @@ the network (analytics off, no share link, system fonts only).
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 # Before gradio / huggingface_hub are imported: no analytics or telemetry calls.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the sibling modules (answerers.py, views.py, examples.py) import by name, however app.py is started
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true", "yes")
 try:  # ZeroGPU Spaces: `spaces` must be imported before torch initialises CUDA
@@ -42,25 +53,30 @@ import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import math  # noqa: E402
 import tempfile  # noqa: E402
-import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from collections import OrderedDict  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from resadapt_hf import Allocation, FixedScale, PriorAllocator, ResAdaptProcessor, VideoClip, load_video  # noqa: E402
+from answerers import NEEDLE_READER, NeedleReaderAnswerer, Request, VLMAnswerer  # noqa: E402
+from examples import write_examples  # noqa: E402
+from resadapt_hf import FixedScale, PriorAllocator, load_video  # noqa: E402
+from resadapt_hf.processing.resize_plan import DEFAULT_MAX_SCALE  # noqa: E402
+from views import CSS, HEAD, Result, Run, allocation_html, aspect_notes, budget_note, chunk_pictures  # noqa: E402
+from views import headline_html, notes_html, result_json, same_as_fixed_note, side_by_side_html  # noqa: E402
 
 TINY_PREFIX = "tiny-"
 DEFAULT_GPU_BACKBONE = "Qwen/Qwen2.5-VL-3B-Instruct"
-DEFAULT_CPU_BACKBONE = "tiny-qwen2_5_vl"
+# The CPU default answerer. No trained tiny VLM exists yet, so the calibrated needle reader answers the needle
+# examples; once one exists, put its Hub id / folder here (and in BACKBONE_CHOICES).
+DEFAULT_CPU_BACKBONE = NEEDLE_READER
 BACKBONE_CHOICES = (
+    NEEDLE_READER,
     "tiny-qwen2_5_vl",
     "tiny-qwen3_vl",
     "Qwen/Qwen2.5-VL-3B-Instruct",
@@ -73,12 +89,12 @@ ALLOCATOR_KINDS = (
     ("FixedScale (same scale for every frame)", "fixed"),
     ("Learned allocator (Hub repo id, local folder or preset)", "learned"),
 )
+RUN_LABELS = {"prior": "Prior allocator", "fixed": "FixedScale", "learned": "Learned allocator"}
+PAPER_URL = "https://arxiv.org/abs/2603.28610"
 DEFAULT_QUESTION = "Describe what happens in the video."
-STATS_COLUMNS = (
-    "frames", "tokens before (scale 1)", "tokens after", "requested retention", "achieved retention", "allocator ms",
-    "preprocess ms", "backbone ms",
-)
-TOLERANCE = 0.02  # |achieved - requested| retention the processor's budget solver aims for
+BUDGET_MIN = 0.01
+BUDGET_MAX = round(DEFAULT_MAX_SCALE**2, 4)  # every frame at the largest scale: the most a budget can ask for
+MAX_NEW_TOKENS = 512
 
 
 # ------------------------------------------------------------------------------------------------------ settings
@@ -97,6 +113,11 @@ def _env_number(name: str, default: float, cast=float):
         return cast(raw)
     except ValueError:
         raise ValueError(f"environment variable {name}={raw!r} is not a valid {cast.__name__}") from None
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    raw = _env(name, "")
+    return default if not raw else raw.lower() not in ("0", "false", "no", "off")
 
 
 def _cuda_available() -> bool:
@@ -118,13 +139,15 @@ class AppConfig:
     max_frames: int = 32  # RESADAPT_MAX_FRAMES: most frames sampled from a clip
     num_frames: int = 16  # RESADAPT_NUM_FRAMES: default frames sampled
     max_file_mb: int = 50  # RESADAPT_MAX_FILE_MB: upload limit (gradio max_file_size)
-    max_new_tokens: int = 8  # RESADAPT_MAX_NEW_TOKENS: default answer length
-    budget: float = 0.5  # RESADAPT_BUDGET: default target retention
+    max_new_tokens: int = 16  # RESADAPT_MAX_NEW_TOKENS: default answer length
+    budget: float = 0.25  # RESADAPT_BUDGET: default target retention
     concurrency: int = 1  # RESADAPT_CONCURRENCY: requests run at once (queue default_concurrency_limit)
     queue_size: int = 16  # RESADAPT_QUEUE_SIZE: waiting requests before "queue full"
     cached_backbones: int = 1  # RESADAPT_CACHED_BACKBONES: models kept loaded (LRU)
     gpu_duration: int = 120  # RESADAPT_GPU_DURATION: ZeroGPU seconds reserved per call
     preload: bool = True  # RESADAPT_PRELOAD: load the default backbone when the app is built
+    autorun: bool = True  # RESADAPT_AUTORUN: answer the first example on page load (default: cheap answerers only)
+    code_url: str = ""  # RESADAPT_CODE_URL: the header's code link (default on a Space: its files)
 
     @classmethod
     def from_env(cls) -> "AppConfig":
@@ -138,6 +161,7 @@ class AppConfig:
         backbones = tuple(b.strip() for b in _env("RESADAPT_BACKBONES", ",".join(BACKBONE_CHOICES)).split(",") if b.strip())
         if backbone not in backbones:
             backbones = (backbone, *backbones)
+        space = os.environ.get("SPACE_ID", "")
         return cls(
             backbone=backbone,
             backbones=backbones,
@@ -147,18 +171,25 @@ class AppConfig:
             max_frames=_env_number("RESADAPT_MAX_FRAMES", 32, int),
             num_frames=_env_number("RESADAPT_NUM_FRAMES", 16, int),
             max_file_mb=_env_number("RESADAPT_MAX_FILE_MB", 50, int),
-            max_new_tokens=_env_number("RESADAPT_MAX_NEW_TOKENS", 128 if gpu else 8, int),
-            budget=_env_number("RESADAPT_BUDGET", 0.5),
+            max_new_tokens=_env_number("RESADAPT_MAX_NEW_TOKENS", 128 if gpu else 16, int),
+            budget=_env_number("RESADAPT_BUDGET", 0.25),
             concurrency=_env_number("RESADAPT_CONCURRENCY", 1, int),
             queue_size=_env_number("RESADAPT_QUEUE_SIZE", 16, int),
             cached_backbones=_env_number("RESADAPT_CACHED_BACKBONES", 1, int),
             gpu_duration=_env_number("RESADAPT_GPU_DURATION", 120, int),
-            preload=_env("RESADAPT_PRELOAD", "1") not in ("0", "false", "False", "no"),
+            preload=_env_flag("RESADAPT_PRELOAD", True),
+            # a page view must not cost a GPU generation: autorun only where the default answerer is cheap
+            autorun=_env_flag("RESADAPT_AUTORUN", backbone == NEEDLE_READER),
+            code_url=_env("RESADAPT_CODE_URL", f"https://huggingface.co/spaces/{space}/tree/main" if space else ""),
         )
 
     def __post_init__(self):
         if self.max_seconds <= 0 or self.max_frames < 1 or self.max_file_mb < 1 or self.concurrency < 1:
             raise ValueError("max_seconds, max_frames, max_file_mb and concurrency must be positive")
+        if not BUDGET_MIN <= self.budget <= BUDGET_MAX:
+            raise ValueError(f"budget must be between {BUDGET_MIN} and {BUDGET_MAX}, got {self.budget}")
+        if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
+            raise ValueError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}, got {self.max_new_tokens}")
         self.num_frames = max(1, min(self.num_frames, self.max_frames))
         self.cached_backbones = max(1, self.cached_backbones)
 
@@ -171,32 +202,48 @@ class AppConfig:
 
 
 class ModelCache:
-    """Loads backbones, allocators and processors once and reuses them (thread-safe; backbones are LRU-evicted)."""
+    """Loads answerers (backbones, the needle reader) and allocators once and reuses them (thread-safe; language
+    models are LRU-evicted)."""
 
     def __init__(self, config: AppConfig):
         self.config = config
         self._lock = threading.RLock()
-        self._backbones: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
-        self._allocators: dict[str, Any] = {}
+        self._backbones: OrderedDict[str, tuple] = OrderedDict()  # name -> (model, answerer)
+        self._prepared: set[str] = set()
+        self._reader: NeedleReaderAnswerer | None = None
+        self._allocators: dict[str, object] = {}
         self.allocator_labels: dict[str, str] = {}
-        self._processors: dict[tuple[str, str], ResAdaptProcessor] = {}
+        self._generate = _make_generate(self)
 
-    # backbones ----------------------------------------------------------------------------------------------------
+    def answerer(self, name: str):
+        """The answerer a backbone name stands for, loaded on first use."""
+        if name == NEEDLE_READER:
+            with self._lock:
+                if self._reader is None:
+                    from resadapt_hf.tiny import build_tiny_processor
+
+                    fallback = VLMAnswerer("tiny-qwen2_5_vl grid", build_tiny_processor("qwen2_5_vl"), None, "planner")
+                    self._reader = NeedleReaderAnswerer(fallback=fallback)
+                return self._reader
+        return self.backbone(name)[1]
+
     def backbone(self, name: str):
-        """``(model, backbone processor)``, loaded on first use."""
+        """``(model, VLMAnswerer)`` of a language-model backbone, loaded on first use."""
         with self._lock:
             if name in self._backbones:
                 self._backbones.move_to_end(name)
                 return self._backbones[name]
             while len(self._backbones) >= self.config.cached_backbones:
                 old, _ = self._backbones.popitem(last=False)
-                for key in [k for k in self._processors if k[0] == old]:
-                    del self._processors[key]
+                self._prepared.discard(old)
                 if self.config.device == "cuda" and not ZERO_GPU:
                     torch.cuda.empty_cache()
-            loaded = self._load_backbone(name)
-            self._backbones[name] = loaded
-            return loaded
+            model, processor = self._load_backbone(name)
+            tiny = name.startswith(TINY_PREFIX)
+            description = "random weights: its answers are meaningless" if tiny else "language model"
+            answerer = VLMAnswerer(name, processor, lambda inputs, n: self._generate(name, inputs, n), description)
+            self._backbones[name] = (model, answerer)
+            return self._backbones[name]
 
     def _load_backbone(self, name: str):
         from resadapt_hf.loading import load_backbone
@@ -206,20 +253,26 @@ class ModelCache:
         except (OSError, ValueError) as err:
             raise gr.Error(f"Could not load the backbone {name!r}: {err}") from err
 
-    # allocators ---------------------------------------------------------------------------------------------------
+    def prepared_model(self, name: str):
+        """The backbone model, prepared for per-chunk sizes (once; on ZeroGPU inside the GPU call)."""
+        model, answerer = self.backbone(name)
+        with self._lock:
+            if name not in self._prepared:
+                answerer.processor("prior", self.allocator("prior", None)[1]).prepare_backbone(model)
+                self._prepared.add(name)
+        return model
+
     def allocator(self, kind: str, spec: str | None):
         """``(key, allocator object)`` for an allocator choice; learned ones are loaded once."""
-        if kind == "prior":
-            key = "prior"
-        elif kind == "fixed":
-            key = "fixed"
+        if kind in ("prior", "fixed"):
+            key = kind
         elif kind == "learned":
             spec = (spec or "").strip()
             if not spec:
                 raise gr.Error("Learned allocator: type a Hub repo id, a local folder or a preset (e.g. tiny-statistics).")
             key = f"learned:{spec}"
         else:
-            raise gr.Error(f"Unknown allocator {kind!r}: choose one of {[v for _, v in ALLOCATOR_KINDS]}.")
+            raise gr.Error(f"Unknown allocator {kind!r}: choose one of {', '.join(v for _, v in ALLOCATOR_KINDS)}.")
         with self._lock:
             if key not in self._allocators:
                 if kind == "prior":
@@ -230,8 +283,7 @@ class ModelCache:
                     obj = self._load_learned(spec)
                 self._allocators[key] = obj
                 self.allocator_labels[key] = (
-                    f"{type(obj).__name__}({spec!r})" if isinstance(obj, torch.nn.Module) else repr(obj)
-                )
+                    f"{type(obj).__name__}({spec!r})" if isinstance(obj, torch.nn.Module) else repr(obj))
             return key, self._allocators[key]
 
     def _load_learned(self, spec: str):
@@ -250,21 +302,6 @@ class ModelCache:
             model = model.to("cuda" if on_gpu else "cpu").eval()
         return model
 
-    # processors ---------------------------------------------------------------------------------------------------
-    def processor(self, backbone: str, allocator_key: str, allocator) -> ResAdaptProcessor:
-        """A ResAdaptProcessor around the backbone's processor with this allocator (one per pair, reused)."""
-        _, backbone_processor = self.backbone(backbone)
-        with self._lock:
-            key = (backbone, allocator_key)
-            if key not in self._processors:
-                self._processors[key] = ResAdaptProcessor.from_backbone(backbone_processor, allocator=allocator)
-            return self._processors[key]
-
-    def prepared_model(self, backbone: str):
-        model, _ = self.backbone(backbone)
-        # any processor for this backbone knows how to prepare it (idempotent: patches get_rope_index once)
-        return self.processor(backbone, "prior", self.allocator("prior", None)[1]).prepare_backbone(model)
-
 
 # ------------------------------------------------------------------------------------------------ GPU section
 
@@ -277,18 +314,21 @@ def _gpu(duration: int):
 
 
 def _make_generate(cache: ModelCache):
+    # one GPU call for every run of the side-by-side: ZeroGPU attaches the GPU per call
     @_gpu(cache.config.gpu_duration)
-    def generate(backbone: str, inputs, max_new_tokens: int) -> tuple[list[int], float]:
+    def generate(backbone: str, inputs_list, max_new_tokens: int) -> list[tuple[list[int], float]]:
         model = cache.prepared_model(backbone)
         device = next(model.parameters()).device
-        inputs = inputs.to(device)
-        started = time.perf_counter()
-        with torch.inference_mode():
-            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - started
-        return out[0, inputs["input_ids"].shape[1]:].cpu().tolist(), seconds
+        out = []
+        for inputs in inputs_list:
+            inputs = inputs.to(device)
+            started = time.perf_counter()
+            with torch.inference_mode():
+                ids = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            out.append((ids[0, inputs["input_ids"].shape[1]:].cpu().tolist(), time.perf_counter() - started))
+        return out
 
     return generate
 
@@ -323,8 +363,8 @@ def _probe_seconds(path: str) -> float | None:
         return None
 
 
-def decode_video(path: str, num_frames: int, config: AppConfig) -> tuple[VideoClip, list[str]]:
-    """Check and decode an uploaded video with PyAV; every problem becomes a ``gr.Error`` with a clear message."""
+def decode_video(path: str, num_frames: int, config: AppConfig):
+    """Check and decode an uploaded video with PyAV: ``(VideoClip, notes)``; every problem is a ``gr.Error``."""
     name = os.path.basename(path)
     if not os.path.isfile(path):
         raise gr.Error(f"The uploaded video {name!r} is missing on the server; please upload it again.")
@@ -332,12 +372,11 @@ def decode_video(path: str, num_frames: int, config: AppConfig) -> tuple[VideoCl
     if size == 0:
         raise gr.Error(f"The uploaded video {name!r} is empty (0 bytes). Upload a real video file (mp4, webm, mkv, ...).")
     if size > config.max_file_mb * 1024 * 1024:
-        raise gr.Error(f"The uploaded video {name!r} is {size / 2**20:.1f} MB; this demo accepts up to {config.max_file_mb} MB.")
+        raise gr.Error(f"The uploaded video {name!r} is {size / 2**20:.1f} MB; this demo accepts up to "
+                       f"{config.max_file_mb} MB.")
+    too_long = (f"The clip is {{:.1f}} s long; this demo accepts clips up to {config.max_seconds:g} s. "
+                "Trim it and try again.")
     seconds = _probe_seconds(path)
-    too_long = (
-        f"The clip is {{:.1f}} s long; this demo accepts clips up to {config.max_seconds:g} s "
-        "(RESADAPT_MAX_SECONDS). Trim it and try again."
-    )
     if seconds is not None and seconds > config.max_seconds + 1e-6:
         raise gr.Error(too_long.format(seconds))
     with warnings.catch_warnings(record=True) as caught:
@@ -345,29 +384,30 @@ def decode_video(path: str, num_frames: int, config: AppConfig) -> tuple[VideoCl
         try:
             clip = load_video(path, num_frames=num_frames)
         except (ValueError, FileNotFoundError) as err:
-            raise gr.Error(
-                f"Could not read the uploaded file as a video: {_clean_error(err, path)}. "
-                "Upload a playable video file (mp4, webm, mkv, ...)."
-            ) from err
+            raise gr.Error(f"Could not read the uploaded file as a video: {_clean_error(err, path)}. "
+                           "Upload a playable video file (mp4, webm, mkv, ...).") from err
         except ImportError as err:  # PyAV missing: a deployment problem, say so
-            raise gr.Error(f"Video decoding is unavailable on this server: {err}") from err
+            raise gr.Error("Video decoding is unavailable on this server.") from err
     if clip.duration is not None and clip.duration > config.max_seconds + 1e-6:
         raise gr.Error(too_long.format(clip.duration))
     return clip, [_clean_error(w.message, path) for w in caught]
 
 
-def check_budget(budget, max_scale: float) -> float:
+def check_budget(budget) -> float:
     if budget is None or isinstance(budget, bool):
         raise gr.Error("Set a budget: the target retention, e.g. 0.25 keeps a quarter of the visual tokens.")
     budget = float(budget)
-    if not math.isfinite(budget) or budget <= 0:
-        raise gr.Error(
-            f"Budget must be a target retention greater than 0 (the share of the backbone's own visual tokens to "
-            f"keep, e.g. 0.25), got {budget:g}."
-        )
-    if budget > max_scale**2 + 1e-9:
-        raise gr.Error(f"Budget must be at most {max_scale**2:g} (every frame at the largest scale {max_scale:g}), got {budget:g}.")
+    if not math.isfinite(budget) or not BUDGET_MIN - 1e-9 <= budget <= BUDGET_MAX + 1e-9:
+        raise gr.Error(f"Budget must be between {BUDGET_MIN:g} and {BUDGET_MAX:g} (the share of the backbone's own "
+                       f"visual tokens to keep; {BUDGET_MAX:g} = every frame at the largest scale), got {budget:g}.")
     return budget
+
+
+def check_whole(label: str, value, low: int, high: int) -> int:
+    number = float(value)
+    if not math.isfinite(number) or number != int(number) or not low <= number <= high:
+        raise gr.Error(f"{label} must be a whole number from {low} to {high}, got {number:g}.")
+    return int(number)
 
 
 def check_max_tokens(value) -> int | None:
@@ -379,6 +419,15 @@ def check_max_tokens(value) -> int | None:
     return int(value) or None
 
 
+def read_image(image) -> Image.Image | None:
+    if image is None:
+        return None
+    try:
+        return (image if isinstance(image, Image.Image) else Image.open(image)).convert("RGB")
+    except (OSError, ValueError) as err:
+        raise gr.Error("Could not read the uploaded image; upload a PNG, JPEG or WebP file.") from err
+
+
 # --------------------------------------------------------------------------------------------------- the app
 
 
@@ -388,10 +437,18 @@ class ResAdaptApp:
     def __init__(self, config: AppConfig | None = None):
         self.config = config or AppConfig.from_env()
         self.cache = ModelCache(self.config)
-        self._generate = _make_generate(self.cache)
+        self.known_answers = []  # KnownAnswer of the bundled examples (write_examples fills it)
 
-    # shared front half: inputs -> (processor, prompt, media, allocation) ----------------------------------------
-    def _plan(self, video, image, question, budget, max_visual_tokens, num_frames, allocator, allocator_repo, backbone):
+    def _plan(self, answerer, request, key, allocator, **kw):
+        try:
+            return answerer.plan(request, key, allocator, **kw)
+        except (ValueError, TypeError) as err:
+            raise gr.Error(f"Could not plan the allocation: {err}") from err
+
+    def run(self, video, image, question, budget, max_visual_tokens, num_frames, allocator, allocator_repo, backbone,
+            compare, max_new_tokens, answer: bool) -> tuple[Result, Request]:
+        """Check the inputs, allocate with the chosen allocator (and FixedScale / native when ``compare``) and,
+        with ``answer``, let the backbone answer each allocation."""
         config = self.config
         question = (question or "").strip() or DEFAULT_QUESTION
         if video is None and image is None:
@@ -399,279 +456,216 @@ class ResAdaptApp:
         backbone = (backbone or config.backbone).strip()
         if backbone not in config.backbones:
             raise gr.Error(f"Backbone {backbone!r} is not offered here; choose one of: {', '.join(config.backbones)}.")
-        n = int(num_frames or config.num_frames)
-        if not 1 <= n <= config.max_frames:
-            raise gr.Error(f"Frames must be between 1 and {config.max_frames}, got {n}.")
+        n = check_whole("Frames sampled", config.num_frames if num_frames is None else num_frames, 1, config.max_frames)
+        max_new = check_whole("Max new tokens", config.max_new_tokens if max_new_tokens is None else max_new_tokens,
+                              1, MAX_NEW_TOKENS)
         cap = check_max_tokens(max_visual_tokens)
-        allocator_key, allocator_obj = self.cache.allocator(allocator or "prior", allocator_repo)
-        processor = self.cache.processor(backbone, allocator_key, allocator_obj)
-        budget = check_budget(budget, processor.max_scale)
-
+        budget = check_budget(config.budget if budget is None else budget)
+        kind = allocator or "prior"
+        key, allocator_obj = self.cache.allocator(kind, allocator_repo)
+        answerer = self.cache.answerer(backbone)
         notes: list[str] = []
         clip = None
         if video is not None:
             clip, notes = decode_video(video, n, config)
-        pil = None
-        if image is not None:
-            try:
-                pil = (image if isinstance(image, Image.Image) else Image.open(image)).convert("RGB")
-            except (OSError, ValueError) as err:
-                raise gr.Error(f"Could not read the uploaded image: {err}") from err
-        content = ([{"type": "video"}] if clip is not None else []) + ([{"type": "image"}] if pil is not None else [])
-        messages = [{"role": "user", "content": [*content, {"type": "text", "text": question}]}]
-        prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        media = {"videos": [clip] if clip is not None else None, "images": [pil] if pil is not None else None}
+        request = Request(clip, read_image(image), question)
 
         started = time.perf_counter()
-        try:
-            allocation = processor.allocate(text=prompt, **media, budget=budget, max_visual_tokens=cap)
-        except (ValueError, TypeError) as err:
-            raise gr.Error(f"Could not allocate: {err}") from err
+        runs = [Run("allocator", RUN_LABELS[kind], self.cache.allocator_labels[key],
+                    self._plan(answerer, request, key, allocator_obj, budget=budget, cap=cap))]
         allocator_ms = (time.perf_counter() - started) * 1000
-        return dict(
-            processor=processor, prompt=prompt, media=media, clip=clip, image=pil, allocation=allocation,
-            budget=budget, cap=cap, backbone=backbone, question=question,
-            allocator=self.cache.allocator_labels[allocator_key],
-            allocator_ms=allocator_ms, notes=notes,
-        )
+        if compare:
+            if kind != "fixed":
+                runs.append(Run("fixed", "FixedScale", "FixedScale (one scale for every frame)",
+                                self._plan(answerer, request, key, allocator_obj, scales=1.0, budget=budget, cap=cap)))
+            runs.append(Run("native", "Native (scale 1)", "none: every frame at the backbone's own size",
+                            self._plan(answerer, request, key, allocator_obj, scales=1.0)))
+        timings = {"allocator": allocator_ms}
+        if answer:
+            started = time.perf_counter()
+            for run, reply in zip(runs, answerer.answer(request, [r.allocation for r in runs], max_new)):
+                run.reply = reply
+            timings["answers"] = (time.perf_counter() - started) * 1000  # all runs of the side by side
+        known = next((k for k in self.known_answers if k.applies_to(request)), None)
+        for run in runs:
+            run.correct = known.grade(run.reply) if known else None
 
-    # views --------------------------------------------------------------------------------------------------------
-    @staticmethod
-    def _token_factor(sub_processor) -> int:
-        return int(getattr(sub_processor, "patch_size", 14)) * int(getattr(sub_processor, "merge_size", 2))
+        sources = ([tuple(clip.frames.shape[1:3])] if clip is not None else []) + (
+            [(request.image.height, request.image.width)] if request.image is not None else [])
+        result = Result(backbone, answerer.description, question, budget, cap, runs, sources, answerer.min_scale,
+                        answerer.max_scale, known, timings_ms=timings)
+        result.notes = notes + self._notes(result, request, answerer, key, allocator_obj)
+        return result, request
 
-    def allocation_json(self, plan: dict, timings: dict) -> dict:
-        allocation: Allocation = plan["allocation"]
-        out = allocation.to_dict()
-        out.update(
-            backbone=plan["backbone"],
-            allocator=plan["allocator"],
-            question=plan["question"],
-            num_frames=len(allocation.scales),
-            scales=[round(s, 4) for s in allocation.scales],
-            chunk_sizes=[list(s) for s in allocation.chunk_sizes],
-            frame_indices=allocation.frame_indices,
-            timestamps=[round(t, 4) for t in allocation.timestamps],
-            requested_retention=plan["budget"],
-            achieved_retention=allocation.retention,
-            timings_ms={k: round(v, 2) for k, v in timings.items()},
-        )
-        return out
-
-    def views(self, plan: dict, timings: dict):
-        """(scale plot DataFrame, gallery items, stats DataFrame, summary markdown) of one allocation."""
-        allocation: Allocation = plan["allocation"]
-        processor: ResAdaptProcessor = plan["processor"]
-        rows, gallery = [], []
-        frame_no = 0
-        for item in allocation.media:
-            if item.kind == "video":
-                frames = plan["clip"].frames.numpy()
-                tps = int(getattr(processor.video_processor, "temporal_patch_size", 2) or 2)
-                factor = self._token_factor(processor.video_processor)
-            else:
-                frames = [plan["image"]]
-                tps, factor = 1, self._token_factor(processor.image_processor)
-            for t, scale in enumerate(item.scales):
-                h, w = item.chunk_sizes[min(t // tps, len(item.chunk_sizes) - 1)]
-                tokens = (h // factor) * (w // factor)
-                label = f"{frame_no:02d}" if item.kind == "video" else f"{frame_no:02d} img"
-                rows.append({"frame": label, "scale": round(float(scale), 4), "timestamp_s": round(item.timestamps[t], 3)
-                             if t < len(item.timestamps) else 0.0})
-                picture = frames[t] if item.kind == "image" else Image.fromarray(frames[t])
-                index = item.frame_indices[t] if t < len(item.frame_indices) else t
-                seconds = item.timestamps[t] if t < len(item.timestamps) else 0.0
-                unit = "chunk" if tps > 1 else "image"
-                gallery.append((
-                    picture.resize((w, h), Image.BILINEAR),
-                    f"s={scale:.2f} · {w}×{h} · {tokens} tok/{unit} · #{index} t={seconds:.2f}s",
-                ))
-                frame_no += 1
-        plot = pd.DataFrame(rows, columns=["frame", "scale", "timestamp_s"])
-        values = (
-            len(allocation.scales), allocation.baseline_visual_tokens, allocation.visual_tokens, round(plan["budget"], 4),
-            round(allocation.retention, 4), round(timings.get("allocator", 0.0), 1),
-            round(timings["preprocess"], 1) if "preprocess" in timings else None,
-            round(timings["backbone"], 1) if "backbone" in timings else None,
-        )
-        stats = pd.DataFrame([values], columns=list(STATS_COLUMNS))
-        requested, achieved = plan["budget"], allocation.retention
-        verdict = (
-            f"within ±{TOLERANCE:g}" if abs(achieved - requested) <= TOLERANCE + 1e-9
-            else "closest reachable value (the clip's scale range or the token cap limits it)"
-        )
-        lines = [
-            f"**Requested retention {requested:.3f} → achieved {achieved:.3f}** ({verdict}); "
-            f"{allocation.visual_tokens} of {allocation.baseline_visual_tokens} visual tokens"
-            + (f", cap {plan['cap']}" if plan["cap"] else "") + ".",
-            f"Backbone `{plan['backbone']}`, allocator `{plan['allocator']}`.",
-        ]
-        if plan["backbone"].startswith(TINY_PREFIX):
-            lines.append("The tiny backbone has **random weights**: its answers are meaningless (offline demo mode).")
-        lines += [f"Note: {n}" for n in plan["notes"]]
-        return plot, gallery, stats, "\n\n".join(lines)
+    def _notes(self, result: Result, request: Request, answerer, key: str, allocator) -> list[str]:
+        """Plain-words notes on a result: why a budget was out of reach, which answerer grid was used, allocations
+        equal to FixedScale's, grid rounding that changes the frames' shape, missing or meaningless answers."""
+        notes = []
+        main = result.main
+        if main.allocation.budget_reached is False:  # the reachable range: every frame at the smallest/largest scale
+            low = self._plan(answerer, request, key, allocator, scales=answerer.min_scale).retention
+            high = self._plan(answerer, request, key, allocator, scales=answerer.max_scale).retention
+            notes.append(budget_note(result, (low, high)))
+        grid = answerer.grid_note(request)
+        notes += [n for n in (grid, same_as_fixed_note(result)) if n]
+        notes += aspect_notes(result)
+        if main.reply is not None and not main.reply.answered and grid is None:
+            notes.append(main.reply.text)
+        if result.backbone.startswith(TINY_PREFIX):
+            notes.append(f"{result.backbone} has random weights: its answers are meaningless (offline demo mode).")
+        return notes
 
     # endpoints ----------------------------------------------------------------------------------------------------
-    def allocate(self, video, image, question, budget, max_visual_tokens, num_frames, allocator, allocator_repo, backbone):
-        """The /allocate API: the allocation as JSON (per-frame scales, chunk sizes, tokens, retention), no generation."""
-        return self._allocate(video, image, question, budget, max_visual_tokens, num_frames, allocator, allocator_repo,
-                              backbone)[0]
+    def views(self, result: Result, request: Request):
+        """The page's outputs: (headline, answer text, side by side, notes, allocation view, JSON)."""
+        sources = ([request.clip.frames] if request.clip is not None else []) + (
+            [torch.from_numpy(np.array(request.image)).unsqueeze(0)] if request.image is not None else [])
+        reply = result.main.reply
+        text = "" if reply is None else reply.text + (f"\n{reply.explanation}" if reply.explanation else "")
+        return (headline_html(result), text, side_by_side_html(result), notes_html(result),
+                allocation_html(result, chunk_pictures(sources, result.main.allocation)), result_json(result))
 
-    def allocate_views(self, video, image, question, budget, max_visual_tokens, num_frames, allocator, allocator_repo,
-                       backbone):
-        """The "Allocate only" button: (JSON plan, plot, gallery, stats, summary)."""
-        plan_json, views = self._allocate(video, image, question, budget, max_visual_tokens, num_frames, allocator,
-                                          allocator_repo, backbone)
-        return (plan_json, *views)
+    def answer_ui(self, *inputs):
+        """The "Answer" button: allocate, resize, answer (with the side by side) and show everything."""
+        return self.views(*self.run(*inputs, answer=True))
 
-    def _allocate(self, *args):
-        plan = self._plan(*args)
-        timings = {"allocator": plan["allocator_ms"]}
-        self._warn(plan)
-        return self.allocation_json(plan, timings), self.views(plan, timings)
+    def allocate_ui(self, *inputs):
+        """The "Allocate only" button: the same views without answers."""
+        return self.views(*self.run(*inputs, answer=False))
 
-    def answer(self, video, image, question, budget, max_visual_tokens, num_frames, allocator, allocator_repo, backbone,
-               max_new_tokens):
-        """Allocate, resize, run the unchanged backbone: (answer, JSON plan, plot, gallery, stats, summary)."""
-        plan = self._plan(video, image, question, budget, max_visual_tokens, num_frames, allocator, allocator_repo, backbone)
-        max_new = int(max_new_tokens or self.config.max_new_tokens)
-        if not 1 <= max_new <= 1024:
-            raise gr.Error(f"Max new tokens must be between 1 and 1024, got {max_new}.")
-        processor: ResAdaptProcessor = plan["processor"]
-        started = time.perf_counter()
-        inputs = processor(text=[plan["prompt"]], **plan["media"], allocation=plan["allocation"], return_tensors="pt")
-        preprocess_ms = (time.perf_counter() - started) * 1000
-        self.cache.backbone(plan["backbone"])  # load outside the (ZeroGPU) GPU window; prepared inside it
-        new_ids, seconds = self._generate(plan["backbone"], inputs, max_new)
-        text = processor.tokenizer.decode(new_ids, skip_special_tokens=True)
-        # random tiny weights can emit control bytes; keep the text box readable
-        text = "".join(c if c.isprintable() or c in "\n\t" else " " for c in text).strip()
-        if not text:
-            text = f"(the model produced no text: {len(new_ids)} new token(s), ids {new_ids[:8]})"
-        timings = {"allocator": plan["allocator_ms"], "preprocess": preprocess_ms, "backbone": seconds * 1000}
-        self._warn(plan)
-        plot, gallery, stats, summary = self.views(plan, timings)
-        return text, self.allocation_json(plan, timings), plot, gallery, stats, summary
+    def allocate(self, video=None, image=None, question=None, budget=None, max_visual_tokens=0, num_frames=None,
+                 allocator="prior", allocator_repo="", backbone=None, compare=True):
+        """The /allocate API: the allocation JSON (scales, chunk sizes, tokens, retention; FixedScale and native
+        for comparison), without answers."""
+        result, _ = self.run(video, image, question, budget, max_visual_tokens, num_frames, allocator, allocator_repo,
+                             backbone, compare, None, answer=False)
+        return result_json(result)
 
-    @staticmethod
-    def _warn(plan: dict):
-        for note in plan["notes"]:
-            gr.Warning(note)
-        if plan["allocation"].budget_reached is False:
-            gr.Warning(
-                f"Budget {plan['budget']:g} is not reachable for this input; the closest retention "
-                f"{plan['allocation'].retention:.3f} was used."
-            )
-
-
-# ------------------------------------------------------------------------------------------------------ examples
-
-
-def write_examples(folder: Path) -> dict[str, Path]:
-    """Few-KB example media generated at startup (``resadapt_hf.sample_clips``): a 2 s clip and one of its frames."""
-    from resadapt_hf.sample_clips import make_demo_frames, write_demo_clip
-
-    folder.mkdir(parents=True, exist_ok=True)
-    clip = write_demo_clip(folder / "resadapt_demo_clip.mp4", num_frames=16, height=240, width=320, fps=8)
-    frame = make_demo_frames(num_frames=16, height=240, width=320)[10]  # a text-like ("glyphs") frame
-    image = folder / "resadapt_demo_frame.png"
-    Image.fromarray(frame).save(image)
-    return {"clip": clip, "image": image}
+    def answer(self, video=None, image=None, question=None, budget=None, max_visual_tokens=0, num_frames=None,
+               allocator="prior", allocator_repo="", backbone=None, compare=True, max_new_tokens=None):
+        """The /answer API: (answer text, result JSON with the side by side and, for examples, correctness)."""
+        result, _ = self.run(video, image, question, budget, max_visual_tokens, num_frames, allocator, allocator_repo,
+                             backbone, compare, max_new_tokens, answer=True)
+        return result.main.reply.text, result_json(result)
 
 
 # -------------------------------------------------------------------------------------------------------- layout
 
-CSS = """
-#frame-gallery img { image-rendering: auto; }
-#budget-summary { min-height: 3em; }
-"""
+
+def header_html(config: AppConfig) -> str:
+    model = config.backbone if "/" in config.backbone else DEFAULT_GPU_BACKBONE
+    links = [f'<a href="{PAPER_URL}" target="_blank" rel="noopener">Paper (arXiv 2603.28610)</a>',
+             f'<a href="https://huggingface.co/{model}" target="_blank" rel="noopener">'
+             f'{"Model" if model == config.backbone else "GPU model"}: {model.split("/")[-1]}</a>']
+    if config.code_url:
+        links.append(f'<a href="{config.code_url}" target="_blank" rel="noopener">Code</a>')
+    return (
+        '<div class="ra-header"><h1>ResAdapt: adaptive per-frame resolution</h1>'
+        '<div class="ra-lead">A light allocator picks a resolution for every frame; each 2-frame chunk is resized '
+        "before an <b>unchanged</b> backbone sees it. The <b>budget</b> is the share of the backbone's own visual "
+        f'tokens to keep. <span class="ra-links">{" ".join(links)}</span></div></div>'
+    )
 
 
 def build_demo(config: AppConfig | None = None, examples_dir: str | os.PathLike | None = None) -> gr.Blocks:
     """Build the Blocks app (queue configured). ``demo.resadapt`` holds the ResAdaptApp, ``demo.resadapt_examples``
-    the example folder (pass it to ``launch(allowed_paths=...)``)."""
+    the example folder (pass it to ``launch(allowed_paths=...)``) and ``demo.resadapt_example_list`` the examples."""
     app = ResAdaptApp(config)
     config = app.config
-    examples = write_examples(Path(examples_dir or tempfile.mkdtemp(prefix="resadapt-space-examples-")))
-    if config.preload:  # load the default backbone now (ZeroGPU: prepare_backbone runs inside the GPU call)
-        app.cache.backbone(config.backbone) if ZERO_GPU else app.cache.prepared_model(config.backbone)
+    folder = Path(examples_dir or tempfile.mkdtemp(prefix="resadapt-space-examples-"))
+    examples, bar_html = write_examples(folder)
+    app.known_answers = [e.known for e in examples if e.known is not None]
+    if config.preload:  # load the default answerer now (ZeroGPU: prepare_backbone runs inside the GPU call)
+        if config.backbone == NEEDLE_READER or ZERO_GPU:
+            app.cache.answerer(config.backbone)
+        else:
+            app.cache.prepared_model(config.backbone)
     default_kind = config.allocator if config.allocator in ("prior", "fixed") else "learned"
     default_repo = "" if default_kind != "learned" else config.allocator
+    first = examples[0]
+    backbone_labels = {NEEDLE_READER: f"{NEEDLE_READER} (calibrated needle reader, not a language model)"}
+    backbone_choices = [
+        (backbone_labels.get(b, f"{b} (random weights)" if b.startswith(TINY_PREFIX) else b), b) for b in config.backbones]
 
-    with gr.Blocks(title="ResAdapt: adaptive per-frame resolution for Qwen-VL", analytics_enabled=False) as demo:
-        gr.Markdown(
-            "# ResAdapt: adaptive per-frame resolution\n"
-            "A light **Allocator** predicts a resolution scale per frame; every 2-frame chunk is resized before an "
-            "**unchanged** Qwen-VL backbone sees it. The **budget** is the target *retention*: the share of the "
-            "backbone's own visual tokens to keep (1.0 = native size, 0.25 = a quarter of the tokens). "
-            f"Clips up to {config.max_seconds:g} s and {config.max_file_mb} MB; frames are decoded on the server."
-        )
-        with gr.Row():
-            with gr.Column(scale=1):
+    with gr.Blocks(title="ResAdapt: adaptive per-frame resolution", analytics_enabled=False) as demo:
+        with gr.Row(elem_id="examples-bar", equal_height=False):
+            with gr.Column(scale=3, min_width=280):
+                gr.HTML(header_html(config) + bar_html, elem_id="header")
+            with gr.Column(scale=1, min_width=200, elem_id="example-buttons"):
+                gr.HTML("<b>Examples</b> (generated at startup)", elem_id="examples-title")
+                example_buttons = [gr.Button(e.title, size="sm", elem_id=f"example-{e.key}") for e in examples]
+        with gr.Row(elem_id="main-row"):
+            with gr.Column(scale=5, elem_id="results-col"):
+                waiting = "" if config.autorun else (
+                    '<div class="ra-sub">Press <b>Answer</b> to run the example below, or pick another one.</div>')
+                headline = gr.HTML(waiting, elem_id="headline", label="Headline")
+                side_by_side = gr.HTML(elem_id="side-by-side", label="Side by side")
+                answer = gr.Textbox(label="Answer", lines=2, interactive=False, elem_id="answer")
+                notes = gr.HTML(elem_id="notes", label="Notes")
+            with gr.Column(scale=4, elem_id="inputs-col"):
                 video = gr.Video(label="Video", sources=["upload"], format=None, include_audio=True,
-                                 elem_id="video-input", height=260)
-                image = gr.Image(label="…or an image", type="pil", sources=["upload"], elem_id="image-input",
-                                 height=180)
-                question = gr.Textbox(label="Question", value="What happens in the video?", lines=2,
-                                      elem_id="question")
-                budget = gr.Slider(0.0, 2.0, value=config.budget, step=0.01, label="Budget (target retention)",
-                                   info="share of the backbone's scale-1 visual tokens to keep", elem_id="budget")
-                with gr.Row():
-                    max_tokens = gr.Number(value=0, minimum=0, precision=0, label="Max visual tokens (0 = no cap)",
-                                           elem_id="max-visual-tokens")
-                    num_frames = gr.Slider(1, config.max_frames, value=config.num_frames, step=1,
-                                           label="Frames sampled", elem_id="num-frames")
-                allocator = gr.Radio(list(ALLOCATOR_KINDS), value=default_kind, label="Allocator",
-                                     elem_id="allocator-kind")
-                allocator_repo = gr.Textbox(value=default_repo, label="Learned allocator: repo id, folder or preset",
-                                            placeholder="user/resadapt-qwen2.5-vl  |  ./my_allocator  |  tiny-statistics",
-                                            elem_id="allocator-repo")
-                with gr.Row():
-                    backbone = gr.Dropdown(list(config.backbones), value=config.backbone, label="Backbone",
-                                           info="tiny: random weights, offline; Qwen: real checkpoints (GPU)",
-                                           elem_id="backbone")
-                    max_new_tokens = gr.Slider(1, 512, value=config.max_new_tokens, step=1, label="Max new tokens",
-                                               elem_id="max-new-tokens")
+                                 elem_id="video-input", height=200)
+                question = gr.Textbox(label="Question", value=first.question, lines=2, elem_id="question")
+                budget = gr.Slider(BUDGET_MIN, BUDGET_MAX, value=config.budget, step=0.01,
+                                   label="Budget (target retention)", elem_id="budget",
+                                   info=f"share of the backbone's own visual tokens to keep, {BUDGET_MIN:g} to "
+                                        f"{BUDGET_MAX:g}")
+                allocator = gr.Radio(list(ALLOCATOR_KINDS), value=default_kind, label="Allocator", elem_id="allocator-kind")
+                backbone = gr.Dropdown(backbone_choices, value=config.backbone, label="Answered by", elem_id="backbone",
+                                       info="Qwen: real checkpoints (GPU); tiny: random weights")
                 with gr.Row():
                     run = gr.Button("Answer", variant="primary", elem_id="run-button")
                     plan_only = gr.Button("Allocate only", elem_id="allocate-button")
-            with gr.Column(scale=1):
-                answer = gr.Textbox(label="Answer", lines=4, elem_id="answer", interactive=False)
-                summary = gr.Markdown(elem_id="budget-summary")
-                plot = gr.BarPlot(x="frame", y="scale", title="Per-frame scale (1 = the backbone's own size)",
-                                  y_lim=[0, 1.8], x_title="frame", y_title="scale", height=240,
-                                  elem_id="scale-plot", label="Per-frame scales")
-                stats = gr.Dataframe(headers=list(STATS_COLUMNS), label="Tokens and timings", elem_id="stats-table",
-                                     interactive=False, wrap=True)
-                gallery = gr.Gallery(label="Frames at their allocated size", columns=4, object_fit="scale-down",
-                                     height="auto", elem_id="frame-gallery")
-                with gr.Accordion("Allocation JSON", open=False):
-                    plan_json = gr.JSON(label="Allocation", elem_id="allocation-json")
-        api_only = gr.Button("allocate (API)", visible=False)  # trigger of the public /allocate endpoint
+                with gr.Accordion("More settings", open=False):
+                    image = gr.Image(label="…or an image", type="pil", sources=["upload"], elem_id="image-input",
+                                     height=160)
+                    allocator_repo = gr.Textbox(value=default_repo, label="Learned allocator: repo id, folder or preset",
+                                                placeholder="user/resadapt-qwen2.5-vl | ./my_allocator | tiny-statistics",
+                                                elem_id="allocator-repo")
+                    max_tokens = gr.Number(value=0, minimum=0, precision=0, label="Max visual tokens (0 = no cap)",
+                                           elem_id="max-visual-tokens")
+                    num_frames = gr.Slider(1, config.max_frames, value=config.num_frames, step=1, precision=0,
+                                           label="Frames sampled", elem_id="num-frames")
+                    max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=config.max_new_tokens, step=1, precision=0,
+                                               label="Max new tokens (language models)", elem_id="max-new-tokens")
+                    compare = gr.Checkbox(value=True, label="Side by side with FixedScale and native scale 1",
+                                          elem_id="compare")
+        gr.Markdown("### How the budget was spent")
+        allocation_view = gr.HTML(elem_id="allocation-view", label="Allocation")
+        with gr.Accordion("Result JSON (what the API returns)", open=False):
+            plan_json = gr.JSON(label="Result", elem_id="allocation-json")
+        api_answer = gr.Button("answer (API)", visible=False)  # triggers of the public endpoints
+        api_allocate = gr.Button("allocate (API)", visible=False)
 
-        gr.Examples(
-            examples=[
-                [str(examples["clip"]), None, "What moves across the frames?", 0.25],
-                [str(examples["clip"]), None, "Read the text on the page.", 0.5],
-                [None, str(examples["image"]), "What is written here?", 0.5],
-            ],
-            inputs=[video, image, question, budget],
-            cache_examples=False,
-            label="Examples (generated at startup: a 2 s synthetic clip, flat -> texture -> text -> flat)",
-        )
+        api_inputs = [video, image, question, budget, max_tokens, num_frames, allocator, allocator_repo, backbone, compare]
+        ui_inputs = [*api_inputs, max_new_tokens]
+        ui_outputs = [headline, answer, side_by_side, notes, allocation_view, plan_json]
+        example_fields = [video, image, question, budget, num_frames]
 
-        common = [video, image, question, budget, max_tokens, num_frames, allocator, allocator_repo, backbone]
-        run.click(app.answer, inputs=[*common, max_new_tokens], outputs=[answer, plan_json, plot, gallery, stats, summary],
-                  api_name="answer", api_description="Allocate, resize and run the backbone: answer + allocation.")
-        plan_only.click(app.allocate_views, inputs=common, outputs=[plan_json, plot, gallery, stats, summary],
-                        api_visibility="private")
-        api_only.click(app.allocate, inputs=common, outputs=[plan_json], api_name="allocate",
-                       api_description="Per-frame scales, chunk sizes, tokens, requested/achieved retention "
-                                       "(no generation).")
+        cleared = ["", "", "", "", "", None]  # before every run: an error must not leave old results on screen
+
+        def then(event, handler):
+            return event.then(handler, ui_inputs, ui_outputs, api_visibility="private")
+
+        then(run.click(lambda: cleared, None, ui_outputs, queue=False, api_visibility="private"), app.answer_ui)
+        then(plan_only.click(lambda: cleared, None, ui_outputs, queue=False, api_visibility="private"), app.allocate_ui)
+        for example, button in zip(examples, example_buttons):
+            then(button.click(lambda e=example: [*e.fields(), *cleared], None, [*example_fields, *ui_outputs],
+                              queue=False, api_visibility="private"), app.answer_ui)
+        loaded = demo.load(first.fields, None, example_fields, queue=False, api_visibility="private")
+        if config.autorun:
+            loaded.then(app.answer_ui, ui_inputs, ui_outputs, api_visibility="private")
+        api_answer.click(app.answer, inputs=ui_inputs, outputs=[answer, plan_json], api_name="answer",
+                         api_description="Allocate, resize and answer (with FixedScale and native side by side): "
+                                         "(answer text, result JSON).")
+        api_allocate.click(app.allocate, inputs=api_inputs, outputs=[plan_json], api_name="allocate",
+                           api_description="Per-frame scales, per-chunk sizes and tokens, requested vs achieved "
+                                           "retention (no answers).")
 
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
     demo.resadapt = app
-    demo.resadapt_examples = examples["clip"].parent
+    demo.resadapt_examples = folder
+    demo.resadapt_example_list = examples
     return demo
 
 
@@ -681,7 +675,7 @@ def launch_kwargs(demo: gr.Blocks, config: AppConfig) -> dict:
                            font_mono=["ui-monospace", "monospace"])  # system fonts: no font download
     return dict(
         max_file_size=config.max_file_size, allowed_paths=[str(demo.resadapt_examples)], show_error=True, share=False,
-        theme=theme, css=CSS,
+        theme=theme, css=CSS, head=HEAD,
     )
 
 

@@ -1,13 +1,18 @@
-"""The Gradio Space (space/app.py), launched in-process with tiny random models and driven through gradio_client.
+"""The Gradio Space (space/app.py), launched in-process with its CPU defaults and driven through gradio_client.
 
-One app per module (tiny backbone built once): answers at two budgets, the /allocate JSON endpoint, an image input,
-and bad inputs (non-video, empty file, over-long clip, budget 0, nothing uploaded, over-size upload), each a clear
-message, with the app still serving valid requests afterwards. Offline: HF_HUB_OFFLINE and no analytics (conftest).
+One app per module (the needle reader calibrated once, tiny backbones built on demand): the API's schema and
+types, the documented client calls run verbatim, the headline needle example (right at budget 0.25 with the prior
+allocator, FixedScale and native side by side; right and wrong at 0.15), the allocation JSON against the package
+and against the evaluation's NeedleBackend, readable answers of a random tiny backbone, plain-words notes
+(unreachable budget, grid rounding), and bad inputs (each a clear message, the app still serving afterwards).
+Offline: HF_HUB_OFFLINE and no analytics (conftest).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,19 +23,31 @@ from gradio_client import Client, handle_file  # noqa: E402
 from space_launch import launched_space  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "space"))  # the Space's sibling modules, for the pure view tests
 MAX_SECONDS = 3  # the test limit: the valid clip lasts 2 s, the long one 5 s
 MAX_FILE_MB = 1
 QUESTION = "What moves across the frames?"
-SPACE_ENV = {
-    "RESADAPT_BACKBONE": "tiny-qwen2_5_vl",
-    "RESADAPT_ALLOCATOR": "prior",
+SPACE_ENV = {  # the CPU defaults (backbone, allocator, budget) are the ones under test: left unset
+    "RESADAPT_BACKBONE": "",
+    "RESADAPT_ALLOCATOR": "",
+    "RESADAPT_BUDGET": "",
     "RESADAPT_DEVICE": "cpu",
     "RESADAPT_MAX_SECONDS": str(MAX_SECONDS),
     "RESADAPT_MAX_FILE_MB": str(MAX_FILE_MB),
-    "RESADAPT_NUM_FRAMES": "16",
     "RESADAPT_MAX_NEW_TOKENS": "4",
+    "RESADAPT_AUTORUN": "0",
     "GRADIO_ANALYTICS_ENABLED": "False",
 }
+API_PARAMETERS = ["video", "image", "question", "budget", "max_visual_tokens", "num_frames", "allocator",
+                  "allocator_repo", "backbone", "compare"]
+RESULT_KEYS = {
+    "backbone", "answerer", "allocator", "question", "requested_retention", "achieved_retention", "budget_reached",
+    "max_visual_tokens", "visual_tokens", "baseline_visual_tokens", "scales", "frame_indices", "timestamps",
+    "chunk_frames", "chunk_scales", "chunk_sizes", "chunk_visual_tokens", "media", "answer", "answer_explanation",
+    "correct", "known_answer", "comparison", "notes", "timings_ms",
+}
+RUN_KEYS = {"run", "allocator", "requested_retention", "achieved_retention", "visual_tokens", "chunk_sizes", "answer",
+            "correct"}
 
 
 @pytest.fixture(scope="module")
@@ -53,63 +70,171 @@ def media(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
-    """(module, demo, client, url) of a launched app; closed at the end of the module."""
-    with launched_space(SPACE_ENV, tmp_path_factory.mktemp("space_examples")) as (app, demo, url):
+    """(demo, client, url) of a launched app; closed at the end of the module."""
+    with launched_space(SPACE_ENV, tmp_path_factory.mktemp("space_examples")) as (_, demo, url):
         client = Client(url, verbose=False, download_files=str(tmp_path_factory.mktemp("client_downloads")))
-        yield app, demo, client, url
+        yield demo, client, url
 
 
-def _answer(client, video=None, image=None, budget=0.5, **kw):
+@pytest.fixture(scope="module")
+def needle(space):
+    """The headline example (the generated needle clip with its known answer)."""
+    return space[0].resadapt_example_list[0]
+
+
+def _answer(client, video=None, image=None, budget=0.25, **kw):
     return client.predict(
         video=handle_file(str(video)) if video else None, image=handle_file(str(image)) if image else None,
         question=kw.pop("question", QUESTION), budget=budget, api_name="/answer", **kw,
     )
 
 
-def _allocate(client, video=None, budget=0.5, **kw):
-    return client.predict(video=handle_file(str(video)) if video else None, image=None, question=QUESTION,
+def _allocate(client, video=None, budget=0.25, **kw):
+    return client.predict(video=handle_file(str(video)) if video else None, question=kw.pop("question", QUESTION),
                           budget=budget, api_name="/allocate", **kw)
 
 
-def test_api_lists_both_endpoints(space):
-    _, _, client, _ = space
+# ---------------------------------------------------------------------------------------------------------- API
+
+
+def test_api_schema_types_and_names(space):
+    _, client, _ = space
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert "/answer" in endpoints and "/allocate" in endpoints
-    names = [p["parameter_name"] for p in endpoints["/allocate"]["parameters"]]
-    assert names[:4] == ["video", "image", "question", "budget"]
-    assert len(endpoints["/allocate"]["returns"]) == 1  # just the allocation JSON (the UI views travel in a State)
+    assert set(endpoints) == {"/answer", "/allocate"}  # the UI's own events stay private
+    for name, extra in (("/allocate", []), ("/answer", ["max_new_tokens"])):
+        parameters = {p["parameter_name"]: p for p in endpoints[name]["parameters"]}
+        assert list(parameters) == API_PARAMETERS + extra
+        for optional in ("video", "image"):  # neither is required: one of them is enough
+            assert parameters[optional]["parameter_has_default"] and parameters[optional]["parameter_default"] is None
+        for integer in ("num_frames", "max_visual_tokens", *extra):
+            assert parameters[integer]["type"]["type"] == "integer", integer
+        assert parameters["budget"]["parameter_default"] == 0.25
+        assert parameters["backbone"]["parameter_default"] == "needle-reader"  # the CPU default answerer
+    assert [r["label"] for r in endpoints["/allocate"]["returns"]] == ["Result"]
+    assert [r["label"] for r in endpoints["/answer"]["returns"]] == ["Answer", "Result"]
 
 
-def test_answer_at_two_budgets(space, media):
-    _, _, client, _ = space
-    plans = {}
-    for budget in (0.5, 0.25):
-        answer, plan, plot, gallery, stats, summary = _answer(client, video=media["clip"], budget=budget)
-        assert isinstance(answer, str) and answer.strip(), "the answer field must be filled"
-        assert plan["requested_retention"] == budget
-        assert abs(plan["achieved_retention"] - budget) <= 0.02
-        assert len(plan["scales"]) == plan["num_frames"] == 16 and len(plan["chunk_sizes"]) == 8
-        assert all(0.2 - 1e-6 <= s <= 1.8 + 1e-6 for s in plan["scales"])
-        assert plan["visual_tokens"] == sum(m["visual_tokens"] for m in plan["media"])
-        assert plan["timings_ms"]["backbone"] > 0 and plan["timings_ms"]["allocator"] > 0
-        assert len(gallery) == 16  # one picture per frame, drawn at its chunk's size
-        assert stats["headers"][:3] == ["frames", "tokens before (scale 1)", "tokens after"]
-        assert stats["data"][0][2] == plan["visual_tokens"]
-        assert f"{budget:.3f}" in summary and "random weights" in summary
-        assert plot is not None
-        plans[budget] = plan
-    assert plans[0.25]["visual_tokens"] < plans[0.5]["visual_tokens"]
-    assert plans[0.25]["baseline_visual_tokens"] == plans[0.5]["baseline_visual_tokens"]
+def _python_blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
-def test_allocate_endpoint_matches_the_package(space, media):
-    _, _, client, _ = space
+def _docstring_block(path: Path) -> str:
+    doc = path.read_text().split('"""')[1]
+    block = doc.split("API (``gradio_client``)::\n\n", 1)[1].split("\n\n", 1)[0]
+    return "\n".join(line[4:] for line in block.splitlines())
+
+
+def test_documented_client_calls_run_verbatim(space, media, tmp_path, monkeypatch, capsys):
+    """The examples of app.py's docstring and space/README.md, exactly as written (only the address of the Space
+    is this test server's), on a clip named clip.mp4 in the working directory."""
+    _, _, url = space
+    (tmp_path / "clip.mp4").write_bytes(Path(media["clip"]).read_bytes())
+    monkeypatch.chdir(tmp_path)
+    blocks = [_docstring_block(REPO / "space" / "app.py"), *_python_blocks((REPO / "space" / "README.md").read_text())]
+    assert len(blocks) == 2
+    for code in blocks:
+        assert "api_name=\"/allocate\"" in code and "api_name=\"/answer\"" in code
+        assert re.search(r'client\.predict\(video=handle_file\("clip\.mp4"\), question="[^"]+", budget=0\.25, '
+                         r'api_name="/allocate"\)', code), "the documented /allocate call passes video, question, budget"
+        served = code.replace('"http://127.0.0.1:7860/"', repr(url)).replace('"<user>/<this-space>"', repr(url))
+        assert served != code
+        namespace: dict = {}
+        exec(compile(served, "<documented example>", "exec"), namespace)  # noqa: S102 - our own documentation
+        plan = namespace["plan"]
+        assert plan["visual_tokens"] < plan["baseline_visual_tokens"] and abs(plan["achieved_retention"] - 0.25) <= 0.02
+        assert isinstance(namespace["answer"], str) and namespace["result"]["comparison"]
+    printed = capsys.readouterr().out
+    assert "of" in printed and "visual tokens" in printed
+
+
+# ------------------------------------------------------------------------------------------------ needle example
+
+
+def test_needle_example_is_right_at_a_quarter_budget(space, needle):
+    """The CPU default (needle reader + prior allocator) answers the first example right at budget 0.25 with a
+    quarter of the visual tokens; FixedScale (same chunk sizes here: the prior is nearly uniform on this clip) and
+    native scale 1 are shown alongside, and right too."""
+    _, client, _ = space
+    answer, result = _answer(client, video=needle.video, question=needle.question, budget=needle.budget)
+    assert needle.budget == 0.25 and needle.known.text == "C. 3"
+    assert answer == result["answer"] == needle.known.text and result["correct"] is True
+    assert result["backbone"] == "needle-reader" and "not a language model" in result["answerer"]
+    assert result["allocator"].startswith("PriorAllocator")
+    assert (result["visual_tokens"], result["baseline_visual_tokens"]) == (64, 256)
+    assert result["achieved_retention"] == 0.25 and result["budget_reached"] is True
+    fixed, native = result["comparison"]
+    assert fixed["run"] == "FixedScale" and fixed["correct"] is True and fixed["chunk_sizes"] == result["chunk_sizes"]
+    assert native["run"].startswith("Native") and native["correct"] is True and native["visual_tokens"] == 256
+    assert any("same size" in note for note in result["notes"])  # the page says FixedScale reads the same pixels
+    assert "frame 3" in result["answer_explanation"]  # the needle frame of sample 8
+
+
+def test_needle_example_matches_the_evaluation_backend(space, needle):
+    """The Space's reader path is the evaluation's: NeedleBackend on the same decoded frames, with the prior's
+    scales and budget 0.25, plans the same chunk sizes and reads the same option."""
+    from resadapt_hf import PriorAllocator, load_video
+    from resadapt_hf.evaluate.backends import NeedleBackend
+    from resadapt_hf.synthetic import parse_choice
+
+    demo, client, _ = space
+    result = _allocate(client, video=needle.video, question=needle.question, budget=0.25)
+    frames = load_video(needle.video).frames
+    backend = NeedleBackend(reader=demo.resadapt.cache.answerer("needle-reader").reader)
+    options = needle.question.split("? ", 1)[1].split("  ")
+    sample = backend.prepare({"frames": frames, "question": needle.question, "options": options}, "needle-8")
+    allocation = backend.allocate(sample, PriorAllocator().predict_scales([frames])[0], budget=0.25)
+    assert [list(s) for s in allocation.chunk_sizes] == result["chunk_sizes"]
+    assert result["scales"] == pytest.approx(allocation.scales, abs=1e-9)
+    assert parse_choice(backend.generate(sample, allocation)) == needle.known.letter
+    assert result["answer"] is None and result["correct"] is None  # /allocate answers nothing
+
+
+def test_tighter_budget_shows_right_and_wrong(space, needle):
+    _, client, _ = space
+    tight = space[0].resadapt_example_list[1]
+    assert tight.video == needle.video and tight.budget == 0.15
+    answer, result = _answer(client, video=tight.video, question=tight.question, budget=tight.budget)
+    fixed, native = result["comparison"]
+    assert result["correct"] is False and fixed["correct"] is False and native["correct"] is True
+    assert answer != needle.known.text and native["answer"] == needle.known.text
+
+
+def test_unreachable_budget_is_explained(space, needle):
+    _, client, _ = space
+    result = _allocate(client, video=needle.video, question=needle.question, budget=0.02)
+    assert result["budget_reached"] is False and result["visual_tokens"] == 16  # 4 chunks at the 4-token floor
+    assert any("out of reach" in n and "smallest scale (0.2)" in n and "0.062" in n for n in result["notes"])
+
+
+# ------------------------------------------------------------------------------------------------- other inputs
+
+
+def test_allocation_json_has_one_key_per_fact(space, media):
+    """/allocate on an ordinary clip with the CPU default: planned on the tiny Qwen2.5-VL grid, no answer; every
+    list is consistent with the others; grid rounding that changes the frames' shape is explained."""
+    _, client, _ = space
     plan = _allocate(client, video=media["clip"], budget=0.25)
-    assert isinstance(plan, dict)
-    for key in ("scales", "chunk_sizes", "visual_tokens", "baseline_visual_tokens", "requested_retention",
-                "achieved_retention", "budget_reached", "frame_indices", "timestamps"):
-        assert key in plan, key
-    assert abs(plan["achieved_retention"] - 0.25) <= 0.02 and plan["budget_reached"] is True
+    assert set(plan) == RESULT_KEYS
+    assert all(set(run) == RUN_KEYS for run in plan["comparison"])
+    frames = len(plan["scales"])
+    assert frames == len(plan["frame_indices"]) == len(plan["timestamps"]) == 16
+    chunks = len(plan["chunk_sizes"])
+    assert chunks == len(plan["chunk_scales"]) == len(plan["chunk_visual_tokens"]) == len(plan["chunk_frames"]) == 8
+    assert [f for c in plan["chunk_frames"] for f in c] == list(range(frames))
+    assert sum(plan["chunk_visual_tokens"]) == plan["visual_tokens"]
+    assert plan["media"] == [{"kind": "video", "source_size": [240, 320], "base_size": plan["media"][0]["base_size"],
+                              "num_frames": 16, "num_chunks": 8}]
+    assert plan["answer"] is None and plan["known_answer"] is None
+    notes = " ".join(plan["notes"])
+    assert "reads only the needle task" in notes and "Grid rounding changes the shape: the 320×240 px" in notes
+
+
+def test_tiny_backbone_answers_are_readable_and_match_the_package(space, media):
+    _, client, _ = space
+    answer, result = _answer(client, video=media["clip"], budget=0.5, backbone="tiny-qwen2_5_vl", compare=False)
+    assert answer.strip() and "\ufffd" not in answer and all(c.isprintable() or c == "\n" for c in answer)
+    assert result["comparison"] == [] and any("random weights" in n for n in result["notes"])
+    assert abs(result["achieved_retention"] - 0.5) <= 0.02
 
     # the app only wires the package: the same clip through ResAdaptProcessor gives the same plan
     from resadapt_hf import PriorAllocator, ResAdaptProcessor, load_video
@@ -118,56 +243,40 @@ def test_allocate_endpoint_matches_the_package(space, media):
     processor = ResAdaptProcessor.from_backbone(build_tiny_processor("qwen2_5_vl"), allocator=PriorAllocator())
     messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": QUESTION}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    expected = processor.allocate(text, videos=load_video(media["clip"], num_frames=16), budget=0.25)
-    assert plan["chunk_sizes"] == [list(s) for s in expected.chunk_sizes]
-    assert plan["visual_tokens"] == expected.visual_tokens
-    assert plan["scales"] == pytest.approx(expected.scales, abs=1e-4)
+    expected = processor.allocate(text, videos=load_video(media["clip"], num_frames=16), budget=0.5)
+    assert result["chunk_sizes"] == [list(s) for s in expected.chunk_sizes]
+    assert result["visual_tokens"] == expected.visual_tokens
+    assert result["scales"] == pytest.approx(expected.scales, abs=1e-9)
 
 
-def test_allocate_only_button_views(space, media):
-    """The UI's "Allocate only" button (private endpoint): JSON plus plot, gallery, stats and summary."""
-    _, demo, _, _ = space
-    plan, plot, gallery, stats, summary = demo.resadapt.allocate_views(
-        str(media["clip"]), None, QUESTION, 0.25, 0, 16, "prior", "", "tiny-qwen2_5_vl")
-    assert list(plot["frame"]) == [f"{i:02d}" for i in range(16)]
-    assert list(plot["scale"]) == pytest.approx(plan["scales"], abs=1e-4)
-    assert len(gallery) == 16
-    for (picture, caption), scale, t in zip(gallery, plan["scales"], range(16)):
-        h, w = plan["chunk_sizes"][t // 2]
-        assert picture.size == (w, h) and f"s={scale:.2f}" in caption  # drawn at the allocated size
-    assert stats["tokens after"][0] == plan["visual_tokens"] and stats["backbone ms"][0] is None
-    assert "0.250" in summary
-
-
-def test_image_input_and_fixed_scale(space, media, tmp_path):
+def test_image_input_with_fixed_scale(space, tmp_path):
     from PIL import Image
 
     from resadapt_hf.sample_clips import make_demo_frames
 
-    _, _, client, _ = space
+    _, client, _ = space
     png = tmp_path / "page.png"
     Image.fromarray(make_demo_frames(num_frames=16, height=240, width=320)[10]).save(png)
-    answer, plan, _, gallery, _, _ = _answer(client, image=png, budget=0.5, allocator="fixed",
-                                             question="What is written here?")
-    assert answer.strip()
-    assert [m["kind"] for m in plan["media"]] == ["image"] and len(gallery) == 1
-    assert plan["allocator"].startswith("FixedScale")
+    _, result = _answer(client, image=png, budget=0.5, allocator="fixed", question="What is written here?",
+                        backbone="tiny-qwen2_5_vl")
+    assert [m["kind"] for m in result["media"]] == ["image"] and len(result["chunk_sizes"]) == 1
+    assert result["allocator"].startswith("FixedScale")
+    assert [run["run"] for run in result["comparison"]] == ["Native (scale 1)"]  # FixedScale is the chosen one
 
 
 def test_learned_allocator_folder(space, media, tmp_path):
     """A saved ResAdapt repo folder (allocator/ subfolder, safetensors) loads by path, without remote code, and gives
-    the same scales as the allocator object it was saved from."""
+    the same chunk sizes as the allocator object it was saved from."""
+    from resadapt_hf import ResAdaptProcessor, load_video
     from resadapt_hf.allocators import build_allocator, save_resadapt
     from resadapt_hf.tiny import build_tiny_processor
 
-    _, _, client, _ = space
+    _, client, _ = space
     allocator = build_allocator("tiny-statistics")
     folder = save_resadapt(tmp_path / "repo", allocator, build_tiny_processor("qwen2_5_vl"))
-    plan = _allocate(client, video=media["clip"], budget=0.5, allocator="learned", allocator_repo=str(folder))
+    plan = _allocate(client, video=media["clip"], budget=0.5, allocator="learned", allocator_repo=str(folder),
+                     backbone="tiny-qwen2_5_vl")
     assert plan["allocator"].startswith("ResAdaptAllocator(") and abs(plan["achieved_retention"] - 0.5) <= 0.02
-
-    from resadapt_hf import ResAdaptProcessor, load_video
-
     processor = ResAdaptProcessor.from_backbone(build_tiny_processor("qwen2_5_vl"), allocator=allocator)
     messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": QUESTION}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -179,19 +288,24 @@ BAD_INPUTS = [
     ("text", {}, "Could not read the uploaded file as a video"),
     ("empty", {}, "is empty (0 bytes)"),
     ("long", {}, f"accepts clips up to {MAX_SECONDS} s"),
-    ("clip", {"budget": 0}, "Budget must be a target retention greater than 0"),
+    # the inputs' ranges are the server's: Gradio itself refuses values outside them
+    ("clip", {"budget": 0}, "Value 0 is less than minimum value 0.01"),
+    ("clip", {"budget": 5}, "Value 5 is greater than maximum value 3.24"),
+    ("clip", {"num_frames": 0}, "Value 0 is less than minimum value 1"),
     (None, {}, "Upload a video or an image"),
     ("clip", {"allocator": "learned", "allocator_repo": "/nonexistent/allocator"}, "Could not load the learned allocator"),
 ]
 
 
-@pytest.mark.parametrize("which, overrides, message", BAD_INPUTS, ids=[c[2][:24] for c in BAD_INPUTS])
+@pytest.mark.parametrize("which, overrides, message", BAD_INPUTS, ids=[f"{c[0]}-{c[2][:20]}" for c in BAD_INPUTS])
 def test_bad_input_gives_a_clear_error_then_the_app_still_serves(space, media, which, overrides, message):
-    _, _, client, _ = space
+    _, client, _ = space
     with pytest.raises(Exception) as caught:
-        _answer(client, video=media[which] if which else None, **{"budget": 0.5, **overrides})
-    assert message in str(caught.value), str(caught.value)
+        _answer(client, video=media[which] if which else None, **{"budget": 0.25, **overrides})
+    text = str(caught.value)
+    assert message in text, text
     assert type(caught.value).__name__ == "AppError"  # a gr.Error, shown to the user, not a crash
+    assert "RESADAPT_" not in text and "Traceback" not in text  # no internal names in what a user reads
     plan = _allocate(client, video=media["clip"], budget=0.5)
     assert abs(plan["achieved_retention"] - 0.5) <= 0.02
 
@@ -199,7 +313,7 @@ def test_bad_input_gives_a_clear_error_then_the_app_still_serves(space, media, w
 def test_upload_size_limit(space, media):
     import httpx
 
-    _, _, client, url = space
+    _, client, url = space
     # the client reads max_file_size from the app config and refuses before sending ...
     with pytest.raises(Exception) as caught:
         _allocate(client, video=media["huge"], budget=0.5)
@@ -212,11 +326,62 @@ def test_upload_size_limit(space, media):
     assert _allocate(client, video=media["clip"], budget=0.25)["budget_reached"] is True
 
 
+# ------------------------------------------------------------------------------------------------ UI wiring, views
+
+
+def test_budget_on_a_backbone_at_its_smallest_size_is_explained(space, media):
+    """Tiny Qwen3-VL puts this clip at its smallest input size already at scale 1: no budget below 1 is reachable,
+    and the page says why instead of only showing retention 1.0."""
+    _, client, _ = space
+    plan = _allocate(client, video=media["clip"], budget=0.25, backbone="tiny-qwen3_vl")
+    assert plan["budget_reached"] is False and plan["achieved_retention"] == 1.0
+    assert any("already at the backbone's smallest size" in note for note in plan["notes"]), plan["notes"]
+
+
+def test_every_run_first_clears_the_previous_results(space):
+    """An error must not leave the previous run's outputs on screen: each button first blanks every output."""
+    demo, _, _ = space
+    ids = {getattr(block, "elem_id", None): block._id for block in demo.blocks.values()}
+    outputs = [ids[e] for e in ("headline", "side-by-side", "answer", "notes", "allocation-view", "allocation-json")]
+    for button in ("run-button", "allocate-button", "example-needle", "example-needle-tight", "example-texture"):
+        first = [f for f in demo.fns.values() if (ids[button], "click") in [tuple(t) for t in f.targets]]
+        assert len(first) == 1, button
+        cleared = set(outputs) <= {block._id for block in first[0].outputs}
+        values = first[0].fn()
+        assert cleared and all(v in ("", None) for v in values[-len(outputs):]), button
+
+
+def test_answer_text_is_cleaned_and_options_are_read():
+    from answerers import clean_text, named_choice, parse_options
+
+    assert clean_text("8\ufffd00(8\ufffd00(\x07 ok") == "800(800( ok"
+    options = parse_options("Which digit appears in the video? A. 7  B. 8  C. 3  D. 6")
+    assert options == {"A": "7", "B": "8", "C": "3", "D": "6"}
+    assert parse_options("Which digit? B. 7 C. 8") == {}  # options must start at A
+    assert named_choice("<answer>\\boxed{C}</answer>", options) == "C"
+    assert named_choice("C. 3", options) == "C" and named_choice("(B)", options) == "B"
+    assert named_choice("The digit is 6.", options) == "D"
+    assert named_choice("7 or 8", options) is None and named_choice("8\ufffd00(", options) is None
+    assert named_choice("scale 0.5 and 12 frames", options) is None
+
+
+def test_saved_text_and_chunk_table():
+    from resadapt_hf.processing.allocation import MediaSpec, plan_allocation
+    from views import chunk_table, saved_text
+
+    assert saved_text(120, 480) == "kept 120 of 480 visual tokens (75% saved)"
+    assert saved_text(600, 480) == "used 600 visual tokens, 25% more than the 480 at native size"
+    allocation = plan_allocation([MediaSpec("video", 5, (64, 64), 8, 2)], [1.0, 1.0, 0.5, 0.5, 1.8])
+    rows = chunk_table(allocation)
+    assert [r["frames"] for r in rows] == [[0, 1], [2, 3], [4]]  # the last chunk: one frame, repeated by the backbone
+    assert [(r["height"], r["visual_tokens"]) for r in rows] == [(64, 64), (32, 16), (112, 196)]
+    assert [round(r["effective_scale"], 3) for r in rows] == [1.0, 0.5, 1.75]
+
+
 def test_space_card_and_requirements_match_setup_cfg():
     """README front matter is a valid Space card; requirements.txt pins what setup.cfg pins; gradio comes from
     sdk_version (= the `space` extra), not from requirements."""
     import configparser
-    import re
 
     from huggingface_hub import SpaceCard
 
@@ -236,5 +401,25 @@ def test_space_card_and_requirements_match_setup_cfg():
     assert "gradio" not in required
     for name, version in pins.items():
         assert required.get(name) == version, (name, version, required.get(name))
-    for name in ("av", "numpy", "pillow", "pandas"):
+    for name in ("av", "numpy", "pillow"):
         assert name in required, name
+
+
+def test_space_bundle_copies_every_module():
+    """`make space-bundle` copies every Python module of space/ (app.py imports its siblings by name)."""
+    makefile = (REPO / "Makefile").read_text()
+    line = next(line for line in makefile.splitlines() if "$(SPACE_OUT)/" in line and line.strip().startswith("cp space/"))
+    for module in sorted((REPO / "space").glob("*.py")):
+        assert f"space/{module.name}" in line, module.name
+
+
+def test_handlers_check_ranges_for_direct_callers(space, media):
+    """The handlers repeat the inputs' ranges (for Python callers of ResAdaptApp), in words naming the input."""
+    import gradio as gr
+
+    demo, _, _ = space
+    app = demo.resadapt
+    for kwargs, message in (({"budget": 5}, "Budget must be between 0.01 and 3.24"),
+                            ({"num_frames": 40}, "Frames sampled must be a whole number from 1 to 32")):
+        with pytest.raises(gr.Error, match=message):
+            app.allocate(video=str(media["clip"]), **kwargs)

@@ -1,0 +1,296 @@
+"""What answers in the Space: a Qwen-VL backbone behind a ``ResAdaptProcessor``, or the calibrated needle reader.
+
+Both plan allocations and answer through one small interface (:class:`Answerer`), so the Space picks either by its
+backbone name (``needle-reader``, ``tiny-qwen2_5_vl``, ``Qwen/Qwen2.5-VL-3B-Instruct``, ...): the CPU default can
+become a trained tiny VLM later by changing one default in ``app.py``.
+
+* :class:`VLMAnswerer`: allocation by ``ResAdaptProcessor.allocate``, answers by greedy generation on exactly that
+  allocation (the processor resizes every chunk before the unchanged backbone sees it).
+* :class:`NeedleReaderAnswerer`: the synthetic needle task of ``resadapt_hf.synthetic``, exactly as
+  ``resadapt_hf.evaluate.NeedleBackend`` runs it: the allocation is planned on the task's grid (scale 1 = 64 x 64
+  px in 8 px steps, 2-frame chunks) with the processor's own planner, the frames are resized by the ResAdapt
+  operator (``resize_frames``) and the calibrated reader answers from those pixels. It reads the task's 128 x 128
+  clips with a digit multiple-choice question; anything else is planned on the tiny Qwen2.5-VL grid and gets no
+  answer (it says so).
+
+Also here: known answers of the bundled examples and the grading of an answer against one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import torch
+from PIL import Image
+
+from resadapt_hf import Allocation, ResAdaptProcessor, VideoClip
+from resadapt_hf.processing.allocation import MediaSpec, PlanSettings, plan_allocation
+from resadapt_hf.synthetic import NeedleReader, NeedleTaskConfig, parse_choice, resize_frames
+
+NEEDLE_READER = "needle-reader"
+READER_DESCRIPTION = "calibrated needle reader, not a language model"
+_OPTION = re.compile(r"(?<![A-Za-z0-9])([A-J])[.)]\s*(\d)(?!\d)")
+_THINK = re.compile(r"<think>(.*?)</think>", re.S)
+
+# a model's generation step: (backbone inputs, max new tokens) -> one (new token ids, seconds) per input
+Generate = Callable[[Sequence, int], list[tuple[list[int], float]]]
+
+
+@dataclass(frozen=True)
+class Request:
+    """The decoded inputs of one request."""
+
+    clip: VideoClip | None
+    image: Image.Image | None
+    question: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One answer.
+
+    Attributes:
+        text: the answer as shown (for multiple-choice readers the option, e.g. ``"C. 3"``).
+        choice: the option letter the answer names, when the question has options and the answer names one.
+        explanation: how the needle reader decided (None for language models).
+        answered: False when this answerer cannot answer the input; ``text`` then says why.
+        seconds: time spent answering.
+    """
+
+    text: str
+    choice: str | None
+    explanation: str | None
+    answered: bool
+    seconds: float
+
+
+class Answerer(Protocol):
+    """The backbone side of the Space: plans allocations and answers on them."""
+
+    name: str
+    description: str
+    language_model: bool
+    min_scale: float
+    max_scale: float
+
+    def plan(self, request: Request, allocator_key: str, allocator, *, scales=None, budget: float | None = None,
+             cap: int | None = None) -> Allocation: ...
+
+    def grid_note(self, request: Request) -> str | None: ...
+
+    def answer(self, request: Request, allocations: Sequence[Allocation], max_new_tokens: int) -> list[Reply]: ...
+
+
+# ------------------------------------------------------------------------------------------------- text helpers
+
+
+def clean_text(text: str) -> str:
+    """Readable answer text: U+FFFD (bytes that decoded to no character) and control characters removed, runs of
+    spaces collapsed. Random tiny weights emit such bytes; a real model rarely does."""
+    kept = "".join(c for c in str(text) if c == "\n" or (c.isprintable() and c != "\ufffd"))
+    return "\n".join(" ".join(line.split()) for line in kept.splitlines()).strip()
+
+
+def parse_options(question: str) -> dict[str, str]:
+    """The digit options of a multiple-choice question (``"... A. 7  B. 8  C. 3"``), as ``{letter: digit}``; empty
+    unless there are at least two, lettered A, B, C, ... in order."""
+    found = _OPTION.findall(question or "")
+    letters = [letter for letter, _ in found]
+    if len(found) < 2 or letters != [chr(ord("A") + i) for i in range(len(found))]:
+        return {}
+    return dict(found)
+
+
+def named_choice(text: str, options: dict[str, str]) -> str | None:
+    """The option letter an answer names: ``<answer>\\boxed{X}</answer>``, a leading letter (``"C"``, ``"C. 3"``,
+    ``"(C)"``), or exactly one of the options' digits as a word. None when it names none (or several)."""
+    if not options:
+        return None
+    letter = parse_choice(text)
+    if letter in options:
+        return letter
+    match = re.match(r"^\W*\(?([A-J])\)?(?:[.):,\s]|$)", text or "")
+    if match and match.group(1) in options:
+        return match.group(1)
+    # digits standing alone as words ("6", "6." or "(6)"), not parts of "12", "0.5" or noise like "8\ufffd00("
+    digits = set(re.findall(r"(?:^|(?<=[\s(\"']))(\d)(?=$|[\s.,;:!?)\"'](?!\d))", text or ""))
+    named = [letter for letter, digit in options.items() if digit in digits]
+    return named[0] if len(named) == 1 else None
+
+
+# ------------------------------------------------------------------------------------------------- known answers
+
+
+def frames_digest(frames: torch.Tensor) -> str:
+    """SHA-256 of decoded uint8 frames: identifies a bundled example by its pixels, not its file name."""
+    return hashlib.sha256(frames.contiguous().numpy().tobytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class KnownAnswer:
+    """The right answer of a bundled example: it applies to exactly these decoded frames and this question."""
+
+    digest: str
+    question: str
+    letter: str
+    text: str
+
+    def applies_to(self, request: Request) -> bool:
+        return (
+            request.clip is not None and request.image is None
+            and " ".join(request.question.split()) == " ".join(self.question.split())
+            and frames_digest(request.clip.frames) == self.digest
+        )
+
+    def grade(self, reply: Reply | None) -> bool | None:
+        """True / False for an answer, None when there is none (allocation only, or the answerer declined)."""
+        if reply is None or not reply.answered:
+            return None
+        return reply.choice == self.letter
+
+
+# ------------------------------------------------------------------------------------------------------ answerers
+
+
+class VLMAnswerer:
+    """A Qwen-VL backbone behind ``ResAdaptProcessor`` (one processor per allocator, reused).
+
+    Args:
+        name: the backbone's name in the Space.
+        backbone_processor: its own processor.
+        generate: the generation step, or None for a planner that never answers (the reader's fallback grid).
+        description: how the page describes it (e.g. "random weights").
+    """
+
+    language_model = True
+
+    def __init__(self, name: str, backbone_processor, generate: Generate | None, description: str):
+        self.name, self.description = name, description
+        self._backbone_processor = backbone_processor
+        self._generate = generate
+        self._processors: dict[str, ResAdaptProcessor] = {}
+        self._lock = threading.Lock()
+        reference = ResAdaptProcessor.from_backbone(backbone_processor)
+        self.min_scale, self.max_scale = reference.min_scale, reference.max_scale
+
+    def processor(self, allocator_key: str, allocator) -> ResAdaptProcessor:
+        with self._lock:
+            if allocator_key not in self._processors:
+                self._processors[allocator_key] = ResAdaptProcessor.from_backbone(
+                    self._backbone_processor, allocator=allocator)
+            return self._processors[allocator_key]
+
+    @staticmethod
+    def prompt(processor: ResAdaptProcessor, request: Request) -> str:
+        content = ([{"type": "video"}] if request.clip is not None else []) + (
+            [{"type": "image"}] if request.image is not None else [])
+        messages = [{"role": "user", "content": [*content, {"type": "text", "text": request.question}]}]
+        return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    @staticmethod
+    def media(request: Request) -> dict:
+        return {"videos": [request.clip] if request.clip is not None else None,
+                "images": [request.image] if request.image is not None else None}
+
+    def plan(self, request, allocator_key, allocator, *, scales=None, budget=None, cap=None) -> Allocation:
+        processor = self.processor(allocator_key, allocator)
+        return processor.allocate(text=self.prompt(processor, request), **self.media(request), scales=scales,
+                                  budget=budget, max_visual_tokens=cap)
+
+    def grid_note(self, request: Request) -> str | None:
+        return None
+
+    def answer(self, request, allocations, max_new_tokens) -> list[Reply]:
+        if self._generate is None:
+            raise ValueError(f"{self.name} plans allocations only; it has no model to answer with")
+        with self._lock:  # any of this backbone's processors builds the same inputs for a given allocation
+            processor = next(iter(self._processors.values()))
+        prompt = self.prompt(processor, request)
+        inputs = [processor(text=[prompt], **self.media(request), allocation=a, return_tensors="pt")
+                  for a in allocations]
+        options = parse_options(request.question)
+        replies = []
+        for new_ids, seconds in self._generate(inputs, max_new_tokens):
+            text = clean_text(processor.tokenizer.decode(new_ids, skip_special_tokens=True))
+            if not text:
+                text = f"(no readable text: the model produced {len(new_ids)} token(s))"
+            replies.append(Reply(text, named_choice(text, options), None, True, seconds))
+        return replies
+
+
+class NeedleReaderAnswerer:
+    """The calibrated needle reader of ``resadapt_hf.synthetic`` as the Space's answerer (not a language model).
+
+    Args:
+        config: the needle task (default: ``NeedleTaskConfig()``, the one evaluation and training use).
+        fallback: plans inputs the reader cannot read (another video size, images): the tiny Qwen2.5-VL grid.
+    """
+
+    name = NEEDLE_READER
+    description = READER_DESCRIPTION
+    language_model = False
+
+    def __init__(self, config: NeedleTaskConfig | None = None, fallback: VLMAnswerer | None = None):
+        self.config = config or NeedleTaskConfig()
+        self.reader = NeedleReader.calibrate(self.config)
+        self.fallback = fallback
+        self.min_scale, self.max_scale = self.config.min_scale, self.config.max_scale
+        self._settings = PlanSettings(min_scale=self.config.min_scale, max_scale=self.config.max_scale,
+                                      min_visual_tokens=self.config.min_visual_tokens)
+
+    def reads(self, request: Request) -> bool:
+        """Whether the reader can read this input: one video of the task's frame size, no image."""
+        return (request.clip is not None and request.image is None
+                and tuple(request.clip.frames.shape[1:3]) == self.config.source_size)
+
+    def _size_text(self) -> str:
+        height, width = self.config.source_size
+        return f"{width}×{height}"
+
+    def grid_note(self, request: Request) -> str | None:
+        if self.reads(request):
+            return None
+        return (f"The needle reader reads only the needle task's {self._size_text()} px clips, so this input gets no "
+                "answer; its allocation is planned on the tiny Qwen2.5-VL grid (28 px patches).")
+
+    def plan(self, request, allocator_key, allocator, *, scales=None, budget=None, cap=None) -> Allocation:
+        if not self.reads(request):
+            if self.fallback is None:
+                raise ValueError(self.grid_note(request))
+            return self.fallback.plan(request, allocator_key, allocator, scales=scales, budget=budget, cap=cap)
+        config, clip = self.config, request.clip
+        if scales is None:  # the allocator sees the decoded frames, as the processor's allocator view does
+            scales = allocator.predict_scales([clip.frames], request.question)[0]
+        spec = MediaSpec("video", clip.num_frames, (config.height, config.width), config.factor,
+                         config.temporal_patch_size, tuple(clip.frame_indices), tuple(clip.timestamps))
+        return plan_allocation([spec], scales, budget=budget, max_visual_tokens=cap, settings=self._settings)
+
+    def answer(self, request, allocations, max_new_tokens) -> list[Reply]:
+        # max_new_tokens does not apply: the reader is a deterministic function of the pixels, it generates no text
+        if not self.reads(request):
+            text = (f"No answer: the needle reader reads only the needle task's {self._size_text()} px clips. "
+                    "Choose a language-model backbone for other inputs.")
+            return [Reply(text, None, None, False, 0.0)] * len(allocations)
+        options = parse_options(request.question)
+        if not options:
+            text = ("No answer: the needle reader answers digit questions with options, e.g. "
+                    "“Which digit appears in the video? A. 7  B. 8  C. 3  D. 6”.")
+            return [Reply(text, None, None, False, 0.0)] * len(allocations)
+        return [self._read(request, allocation, options) for allocation in allocations]
+
+    def _read(self, request: Request, allocation: Allocation, options: dict[str, str]) -> Reply:
+        started = time.perf_counter()
+        chunks = resize_frames(request.clip.frames, allocation.scales, self.config)
+        received = [tuple(c.shape[1:3]) for c in chunks]
+        if received != [tuple(s) for s in allocation.chunk_sizes]:  # the reader must read what the plan says
+            raise RuntimeError(f"resized chunk sizes {received} differ from the planned {allocation.chunk_sizes}")
+        output = self.reader.answer(chunks, [f"{letter}. {digit}" for letter, digit in options.items()])
+        letter = parse_choice(output)
+        think = _THINK.search(output)
+        explanation = clean_text(think.group(1)) if think else None
+        return Reply(f"{letter}. {options[letter]}", letter, explanation, True, time.perf_counter() - started)

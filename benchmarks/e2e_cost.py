@@ -86,7 +86,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import allocator_flops as af  # noqa: E402
-from processor_speed import _machine, output_path  # noqa: E402
+from processor_speed import machine_info, output_path  # noqa: E402
 from resadapt_hf import PriorAllocator, ResAdaptProcessor  # noqa: E402
 from resadapt_hf.allocators import build_allocator  # noqa: E402
 from resadapt_hf.processing.resize_plan import UnitSpec, solve_budget  # noqa: E402
@@ -651,7 +651,7 @@ def main(argv=None) -> int:
     result = {
         "benchmark": "e2e_cost",
         "quick": args.quick,
-        "machine": {**_machine(), "loadavg_before": [round(x, 2) for x in load_before],
+        "machine": {**machine_info(), "loadavg_before": [round(x, 2) for x in load_before],
                     "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
         "goals": goals,
         "flops": flops,

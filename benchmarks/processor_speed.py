@@ -129,7 +129,8 @@ def _thread_counts(parser, values) -> list[int]:
     return counts
 
 
-def _machine(default_threads: int) -> dict:
+def machine_info(default_threads: int | None = None) -> dict:
+    """Versions and machine facts recorded with every benchmark result (shared by the benchmarks)."""
     import av
     import numpy
 
@@ -140,7 +141,7 @@ def _machine(default_threads: int) -> dict:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torch_threads": default_threads,
+        "torch_threads": default_threads if default_threads is not None else torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "transformers": transformers.__version__,
         "av": av.__version__,
@@ -249,7 +250,7 @@ class _Case:
 def main(argv=None) -> int:
     args = _parse_args(argv)
     default_threads = torch.get_num_threads()
-    machine = _machine(default_threads)
+    machine = machine_info(default_threads)
     cases: list[_Case] = []
     results = []
     with tempfile.TemporaryDirectory(prefix="resadapt-bench-") as tmp:

@@ -28,7 +28,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -40,8 +39,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import transformers  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from processor_speed import machine_info, output_path  # noqa: E402
 from resadapt_hf import ResAdaptProcessor  # noqa: E402
 from resadapt_hf.data import decode_record  # noqa: E402
 from resadapt_hf.rollout import BackboneRollout, GenerationSettings, RolloutRequest  # noqa: E402
@@ -86,28 +86,6 @@ def _parse_args(argv):
     if min(args.prompts, args.reps, args.max_new_tokens, args.frames, args.threads) < 1:
         parser.error("--prompts, --reps, --max-new-tokens, --frames and --threads must be >= 1")
     return args
-
-
-def _machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "transformers": transformers.__version__,
-    }
-
-
-def output_path(out: str, default_name: str = "rollout_throughput.json") -> Path:
-    """``out`` if it names a .json file, else ``out/default_name``; parent folders created."""
-    path = Path(out)
-    if path.suffix != ".json":
-        path = path / default_name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 class CallCounter:
@@ -217,7 +195,7 @@ def main(argv=None) -> int:
 
     result = {
         "benchmark": "rollout_throughput",
-        "machine": _machine(),
+        "machine": machine_info(),
         "settings": {
             "quick": args.quick,
             "reps": args.reps,
@@ -248,7 +226,7 @@ def main(argv=None) -> int:
         print(f"{r['M']:>2} x {r['N']:<2} {calls:>19} {rate['sequential']:>15.1f} {rate['batched']:>9.1f} "
               f"{rate['packed']:>9.1f} {r['batched_over_sequential']:>11.2f}x {r['packed_over_sequential']:>10.2f}x")
     print("checks: " + ", ".join(f"{k}={v}" for k, v in checks.items()))
-    path = output_path(args.out)
+    path = output_path(args.out, "rollout_throughput.json")
     path.write_text(json.dumps(result, indent=2))
     print(f"wrote {path}")
     return 0 if all(checks.values()) else 1

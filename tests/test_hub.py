@@ -17,7 +17,8 @@ from resadapt_hf.allocators import build_allocator
 REPO = "me/resadapt-tiny"
 CODE_FILES = {
     "allocation.py", "backbone_base.py", "backbone_qwen2_vl.py", "backbone_qwen3_vl.py", "backbones.py",
-    "frame_statistics.py", "prior_allocator.py", "processing_resadapt.py", "resize_plan.py", "video_input.py",
+    "frame_statistics.py", "prior_allocator.py", "processing_resadapt.py", "resize_plan.py", "video_convert.py",
+    "video_decode.py", "video_input.py",
 }
 PROCESSOR_FILES = CODE_FILES | {"README.md", "processor_config.json", "tokenizer.json", "tokenizer_config.json",
                                 "chat_template.jinja"}

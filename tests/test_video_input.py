@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from resadapt_hf.processing import video_input
+from resadapt_hf.processing import video_convert, video_decode, video_input
 from resadapt_hf.processing.video_input import (
     ASSUMED_FPS_WHEN_UNKNOWN,
     VideoClip,
@@ -189,8 +189,8 @@ def test_load_video_mkv_without_frame_count(clip_dir, demo_full):
 @pytest.mark.parametrize("wrong_estimate", [0, 10, 25])
 def test_load_video_wrong_container_count(monkeypatch, demo_mp4, demo_full, wrong_estimate):
     # A container index that lies must not change the result: the decoder's count wins.
-    real_probe = video_input._probe
-    monkeypatch.setattr(video_input, "_probe", lambda av, path: (real_probe(av, path)[0], wrong_estimate))
+    real_probe = video_decode._probe
+    monkeypatch.setattr(video_decode, "_probe", lambda av, path: (real_probe(av, path)[0], wrong_estimate))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         clip = load_video(demo_mp4, num_frames=5)
@@ -206,7 +206,7 @@ def test_decode_keeps_only_selected_frames(demo_mp4):
     # Memory bound: only the sampled frames are converted and held.
     import av
 
-    kept, count = video_input._decode_selected(av, str(demo_mp4), {1, 3})
+    kept, count = video_decode._decode_selected(av, str(demo_mp4), {1, 3})
     assert count == DEMO_T and sorted(kept) == [1, 3]
 
 
@@ -688,9 +688,12 @@ def test_prepare_video_follows_the_backbone_rules():
 # --------------------------------------------------------------------- hub hygiene
 
 
-def test_module_imports_are_hub_safe():
+@pytest.mark.parametrize(
+    "module", [video_decode, video_convert, video_input], ids=lambda m: m.__name__.rsplit(".", 1)[-1]
+)
+def test_module_imports_are_hub_safe(module):
     """processing/ ships to the Hub: module level may import only stdlib, torch, transformers, safetensors."""
-    source = Path(video_input.__file__).read_text()
+    source = Path(module.__file__).read_text()
     tree = ast.parse(source)
     allowed = {"torch", "transformers", "safetensors", "__future__"}  # numpy only through transformers
     stdlib = set(sys.stdlib_module_names)

@@ -134,6 +134,15 @@ def _check_spatial(height: int, width: int, name: str) -> None:
         raise ValueError(f"`{name}`: frames must have height and width >= 1, got {height}x{width}")
 
 
+def _channels_last(pixels: torch.Tensor, name: str, accepted: str) -> torch.Tensor:
+    """``[..., H, W, C]`` from channels-last or channels-first pixels (C in 1/3/4); a clear error otherwise."""
+    if pixels.shape[-1] not in _CHANNEL_SIZES:
+        if pixels.shape[-3] not in _CHANNEL_SIZES:
+            raise ValueError(f"`{name}`: cannot find the channel axis in shape {list(pixels.shape)}; accepted: {accepted}")
+        pixels = pixels.movedim(-3, -1)
+    return pixels
+
+
 def _image_to_tensor(image: Any, name: str) -> torch.Tensor:
     """One image (PIL, ``[H, W, C]``, ``[C, H, W]``, ``[H, W]``) -> uint8 ``[H, W, 3]``."""
     if _is_pil_image(image):
@@ -146,13 +155,7 @@ def _image_to_tensor(image: Any, name: str) -> torch.Tensor:
     if pixels.ndim == 2:  # grayscale [H, W]
         pixels = pixels.unsqueeze(-1)
     elif pixels.ndim == 3:
-        if pixels.shape[-1] not in _CHANNEL_SIZES:
-            if pixels.shape[0] not in _CHANNEL_SIZES:
-                raise ValueError(
-                    f"`{name}`: cannot find the channel axis in shape {list(pixels.shape)}; accepted: "
-                    "[H, W, C] or [C, H, W] with C in (1, 3, 4), or [H, W] grayscale"
-                )
-            pixels = pixels.permute(1, 2, 0)
+        pixels = _channels_last(pixels, name, "[H, W, C] or [C, H, W] with C in (1, 3, 4), or [H, W] grayscale")
     else:
         raise ValueError(
             f"`{name}`: expected a 2-D or 3-D image, got shape {list(pixels.shape)}; accepted: "
@@ -193,12 +196,7 @@ def _video_array_to_tensor(video: Any) -> torch.Tensor:
             )
         pixels = pixels.unsqueeze(-1)
     elif pixels.ndim == 4:
-        if pixels.shape[-1] not in _CHANNEL_SIZES:
-            if pixels.shape[1] not in _CHANNEL_SIZES:
-                raise ValueError(
-                    f"`videos`: cannot find the channel axis in shape {list(pixels.shape)}; accepted: {accepted}"
-                )
-            pixels = pixels.permute(0, 2, 3, 1)
+        pixels = _channels_last(pixels, "videos", accepted)
     else:
         raise ValueError(f"`videos`: expected a 3-D or 4-D array, got shape {list(pixels.shape)}; accepted: {accepted}")
     if pixels.shape[0] < 1:

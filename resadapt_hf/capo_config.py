@@ -43,7 +43,7 @@ HONOURED_GRPO_FIELDS: dict[str, str] = {
     "reward_weights": "weights of reward_funcs (default: 1.0 for accuracy, FORMAT_WEIGHT for format)",
     "shuffle_dataset": "shuffle the prompts (seeded by data_seed or seed, reshuffled each epoch)",
     "disable_dropout": "set every dropout probability of the Allocator to 0",
-    "beta": "0 only: a KL term to the initial policy is not implemented (refused when > 0)",
+    "beta": "weight of the closed-form per-frame KL(policy || initial Allocator's Beta policy); 0 = off",
     "use_vllm": "False only: vLLM rollouts are not implemented (refused when True)",
 }
 
@@ -67,10 +67,6 @@ _VLLM_HINT = (
     "use_vllm=True: vLLM rollouts are not implemented (vLLM is not in the pinned stack). CAPOTrainer batches all "
     "M x N rollouts of a prompt into one HF generate call (rollout_prompts_per_call packs several prompts); see "
     "docs/training.md for how a vLLM backend would receive per-chunk sizes"
-)
-_BETA_HINT = (
-    "beta={value!r}: a KL penalty to the initial Allocator policy is not implemented; keep beta=0.0 (the "
-    "concentration regulariser lambda_con and the PPO clip bound how far the Beta policy moves)"
 )
 
 
@@ -105,6 +101,8 @@ class CAPOConfig(GRPOConfig):
 
     Inherited TRL fields keep their meaning where they have one for a per-frame Beta policy
     (:data:`HONOURED_GRPO_FIELDS`); every other GRPO field is refused when set (see the module docstring).
+    ``beta`` > 0 adds ``beta * KL(pi || pi_init)`` per frame, in closed form between Beta distributions, against a
+    frozen copy of the Allocator as it was when training started (its encoder runs a second time per prompt).
     Changed defaults: ``learning_rate`` 1e-4 (an Allocator head, not an LLM), ``max_completion_length`` 256,
     ``bf16`` only where the hardware supports it (CPU-only machines train in fp32 without flags),
     ``gradient_checkpointing`` off.
@@ -198,8 +196,8 @@ class CAPOConfig(GRPOConfig):
     def _refuse_unsupported(self) -> None:
         if self.use_vllm:
             raise ValueError(_VLLM_HINT)
-        if self.beta != 0.0:
-            raise ValueError(_BETA_HINT.format(value=self.beta))
+        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not self.beta >= 0:
+            raise ValueError(f"beta must be a number >= 0 (the KL weight; 0 = off), got {self.beta!r}")
         own = {f.name: f for f in dataclasses.fields(type(self))}
         refused = {f.name: "a GRPO field CAPO does not use (the Allocator is a per-frame Beta policy, not a "
                            "token-level language model)" for f in grpo_only_fields()

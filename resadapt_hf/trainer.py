@@ -11,7 +11,8 @@ One micro-step, per prompt (paper Algorithm 1): ONE Allocator forward for the mi
 prompt), M sampled allocations, N rollouts of the frozen backbone per allocation through a
 :class:`~resadapt_hf.rollout.Rollout` (all M x N in one ``generate`` call), rewards (TRL reward-function
 convention), CAPO advantages per prompt group, then the per-frame PPO loss plus the similarity and concentration
-regularisers. Only the Allocator receives gradients.
+regularisers (and, with ``beta`` > 0, a closed-form KL to the initial Allocator's Beta policy). Only the Allocator
+receives gradients.
 
 Multi-process (torchrun / ``accelerate launch``): prompts are sharded, the frozen backbone is replicated (one copy
 per rank), gradients are averaged by DDP. A run's result does not depend on how its global batch is split: the
@@ -23,6 +24,7 @@ ranks; exports are written once, by the main process, atomically.
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import tempfile
@@ -41,7 +43,16 @@ from .data import decode_record
 from .rewards import FORMAT_WEIGHT, accuracy_reward, format_reward, is_correct
 from .rollout import BackboneRollout, GenerationSettings, Rollout, RolloutRequest
 
-__all__ = ["BackboneRollout", "CAPOConfig", "CAPOTrainer", "PromptSampler", "Rollout", "allocation_seed"]
+__all__ = ["BackboneRollout", "CAPOConfig", "CAPOTrainer", "PromptSampler", "Rollout", "allocation_seed", "beta_kl"]
+
+
+def beta_kl(policy, reference) -> torch.Tensor:
+    """Mean over real frames of the closed-form ``KL(Beta(alpha, beta) || Beta(alpha_ref, beta_ref))`` between two
+    ``AllocatorPolicy`` of the same frames (the affine map to scales cancels in a KL)."""
+    current = torch.distributions.Beta(policy.alpha.float(), policy.beta.float(), validate_args=False)
+    anchor = torch.distributions.Beta(reference.alpha.float().to(policy.alpha.device),
+                                      reference.beta.float().to(policy.alpha.device), validate_args=False)
+    return torch.distributions.kl_divergence(current, anchor)[policy.frame_mask].mean()
 
 
 def allocation_seed(seed: int, step: int, index: int) -> int:
@@ -132,7 +143,7 @@ class _MicroBatch:
 
 # Per-prompt metrics gathered from every rank; "generation" ones once per rollout batch, "loss" ones every update.
 _GENERATION_METRICS = ("reward", "accuracy", "correct", "mean_scale", "retention", "cost", "tau_dyn")
-_LOSS_METRICS = ("clip_fraction", "l_sim", "l_con", "concentration")
+_LOSS_METRICS = ("clip_fraction", "l_sim", "l_con", "concentration", "kl")
 
 
 class CAPOTrainer(_BaseTrainer):
@@ -182,6 +193,8 @@ class CAPOTrainer(_BaseTrainer):
             for module in model.modules():
                 if isinstance(module, torch.nn.Dropout):
                     module.p = 0.0
+        # beta > 0: the KL anchor is the Allocator as it is now, frozen (a copy: training moves `model`)
+        self.ref_model = copy.deepcopy(model).eval().requires_grad_(False) if args.beta > 0 else None
         self._metrics: dict[str, list[float]] = {}
         self._buffer: dict[int, _MicroBatch] = {}
         self._micro_step = 0
@@ -195,6 +208,8 @@ class CAPOTrainer(_BaseTrainer):
                 "fsdp / deepspeed ZeRO-3: parameter sharding is not supported; the Allocator is small (43.7M "
                 "trainable parameters), use DDP (torchrun / accelerate --multi_gpu) or DeepSpeed ZeRO-1/2"
             )
+        if self.ref_model is not None:
+            self.ref_model.to(self.accelerator.device)
 
     @staticmethod
     def _resolve_rewards(reward_funcs, args: CAPOConfig) -> tuple[list[Callable], list[float]]:
@@ -330,6 +345,10 @@ class CAPOTrainer(_BaseTrainer):
         rollouts = inputs.rollouts
         if rollouts is None:  # num_iterations = 1: on-policy, sampled from this very forward pass
             rollouts = self._generate(policy, inputs, store_old_log_probs=False)
+        reference = None
+        if self.ref_model is not None:
+            with torch.no_grad():
+                reference = self._policy(self.ref_model, inputs.records)
         totals, rows = [], []
         for b, rollout in enumerate(rollouts):
             prompt_policy = policy.select(b)
@@ -343,9 +362,13 @@ class CAPOTrainer(_BaseTrainer):
                 eps_low=args.epsilon, eps_high=args.epsilon_high, tau_sim=args.tau_sim, gamma_sim=args.gamma_sim,
                 eta_sim=args.eta_sim, kappa_max=args.kappa_max,
             )
-            totals.append(parts["loss"])
+            loss, kl = parts["loss"], 0.0
+            if reference is not None:
+                kl_term = beta_kl(prompt_policy, reference.select(b))
+                loss, kl = loss + args.beta * kl_term, kl_term.item()
+            totals.append(loss)
             rows.append([parts["clip_fraction"], parts["sim"], parts["con"],
-                         prompt_policy.concentration[prompt_policy.frame_mask].mean().item()])
+                         prompt_policy.concentration[prompt_policy.frame_mask].mean().item(), kl])
         self._record_gathered(_LOSS_METRICS, rows)
         loss = torch.stack(totals).mean()
         if not torch.isfinite(loss):

@@ -14,7 +14,14 @@ from resadapt_hf import ResAdaptProcessor
 from resadapt_hf.allocators import build_allocator
 from resadapt_hf.capo_config import HONOURED_GRPO_FIELDS, REFUSED_TRAINING_FIELDS, grpo_only_fields
 from resadapt_hf.rollout import BackboneRollout, RolloutResult
-from resadapt_hf.trainer import CAPOConfig, CAPOTrainer, PromptSampler, allocation_seed, write_folder_atomically
+from resadapt_hf.trainer import (
+    CAPOConfig,
+    CAPOTrainer,
+    PromptSampler,
+    allocation_seed,
+    beta_kl,
+    write_folder_atomically,
+)
 
 
 def _dataset(n=4):
@@ -114,11 +121,35 @@ def test_config_validation(tmp_path):
     assert config.use_cpu  # CPU-only machine: multi-process runs use gloo without a flag
 
 
-def test_vllm_and_kl_are_refused_by_name(tmp_path):
+def test_vllm_is_refused_and_beta_is_checked_by_name(tmp_path):
     with pytest.raises(ValueError, match="use_vllm"):
         _config(tmp_path, use_vllm=True)
     with pytest.raises(ValueError, match="beta"):
-        _config(tmp_path, beta=0.04)
+        _config(tmp_path, beta=-0.1)
+
+
+def test_beta_kl_matches_the_closed_form():
+    from types import SimpleNamespace
+
+    def policy(a, b):
+        return SimpleNamespace(alpha=torch.tensor([[a]]), beta=torch.tensor([[b]]), frame_mask=torch.tensor([[True]]))
+
+    assert beta_kl(policy(2.0, 2.0), policy(2.0, 2.0)).item() == 0.0
+    # KL(U(0,1) || Beta(2,2)) = -E_U[log 6x(1-x)] = 2 - log 6
+    assert beta_kl(policy(1.0, 1.0), policy(2.0, 2.0)).item() == pytest.approx(2 - np.log(6), abs=1e-5)
+
+
+def test_beta_adds_a_kl_to_the_initial_allocator(tmp_path):
+    torch.manual_seed(0)
+    allocator = build_allocator("tiny-statistics")
+    config = _config(tmp_path, max_steps=3, beta=0.5, learning_rate=3e-2, save_strategy="no",
+                     num_generations=4, per_device_train_batch_size=4)
+    trainer = CAPOTrainer(allocator, ScriptedRollout(), config, _dataset(4))
+    initial = {k: v.clone() for k, v in trainer.ref_model.state_dict().items()}
+    trainer.train()
+    kl = [h["kl"] for h in trainer.state.log_history if "kl" in h]
+    assert kl[0] == 0.0 and kl[-1] > 0.0  # the policy starts at the anchor and moves away from it
+    assert all(torch.equal(initial[k], v) for k, v in trainer.ref_model.state_dict().items())  # the anchor is frozen
 
 
 def _non_default(f: dataclasses.Field, annotation):

@@ -22,18 +22,16 @@ and ``--config file.yaml`` supplies values that flags override::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
-import yaml
 from transformers import HfArgumentParser, set_seed
 
-__all__ = ["TrainScriptArguments", "config_file_argv", "main", "parse_train_args", "train"]
+from .config_files import given_values
+
+__all__ = ["TrainScriptArguments", "main", "parse_train_args", "train"]
 
 TASKS = ("dataset", "synthetic")
 RESAMPLE = ("bilinear", "bicubic")
@@ -80,61 +78,15 @@ class TrainScriptArguments:
         return json.loads(self.synthetic)
 
 
-def _field_types(dataclass_types) -> dict[str, Any]:
-    types = {}
-    for cls in dataclass_types:
-        hints = typing.get_type_hints(cls)
-        types.update({f.name: hints[f.name] for f in dataclasses.fields(cls)})
-    return types
-
-
-def config_file_argv(path: str | Path, dataclass_types) -> list[str]:
-    """A YAML config file as ``--field value`` tokens, so the parser converts and checks every value exactly as
-    it does for flags (flags given after them win: argparse keeps the last occurrence).
-
-    Mappings become JSON (for JSON-typed fields such as ``synthetic``), lists become several values (``report_to:
-    []`` is ``none``), ``null`` and other empty lists keep the default. YAML 1.1 reads an unquoted ``no`` as false: for a field that is not boolean (``save_strategy:
-    no``) false is given back as ``no``.
-    """
-    values = yaml.safe_load(Path(path).read_text())
-    if values is None:
-        return []
-    if not isinstance(values, dict):
-        raise ValueError(f"--config: {path} must hold a mapping of settings, got {type(values).__name__}")
-    types = _field_types(dataclass_types)
-    argv = []
-    for key, value in values.items():
-        if key not in types:
-            raise ValueError(f"--config: {path} sets {key!r}, which is not a setting of resadapt train")
-        if value is None:
-            continue
-        if isinstance(value, bool) and types[key] not in (bool, bool | None):
-            value = "no" if value is False else "yes"
-        if isinstance(value, dict):
-            tokens = [json.dumps(value)]
-        elif isinstance(value, (list, tuple)):
-            if not value and key != "report_to":
-                continue  # argparse cannot take an empty list: the default stands
-            tokens = ["none"] if not value else [json.dumps(v) if isinstance(v, dict) else str(v) for v in value]
-        else:
-            tokens = [str(value)]
-        argv += [f"--{key}", *tokens]
-    return argv
-
-
 def parse_train_args(argv: Sequence[str]):
-    """``(TrainScriptArguments, CAPOConfig)`` from ``[--config FILE] [--field value ...]``."""
+    """``(TrainScriptArguments, CAPOConfig)`` from ``[--config FILE] [--field value ...]`` (options override the
+    file; see :mod:`resadapt_hf.config_files`)."""
     from .capo_config import CAPOConfig
 
-    argv = list(argv)
     types = (TrainScriptArguments, CAPOConfig)
-    if "--config" in argv:
-        at = argv.index("--config")
-        if at + 1 >= len(argv):
-            raise ValueError("--config needs a YAML file path")
-        argv = config_file_argv(argv[at + 1], types) + argv[:at] + argv[at + 2:]
     parser = HfArgumentParser(types, prog="resadapt train", description="Train a ResAdapt Allocator with CAPO.")
-    script, config = parser.parse_args_into_dataclasses(args=argv)
+    parser.add_argument("--config", metavar="FILE", help="YAML/JSON file of settings; options override its values")
+    script, config = parser.parse_dict(given_values(parser, types, argv))
     return script, config
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import yaml
 
-from resadapt_hf.cli import config_file_argv, main, parse_train_args
+from resadapt_hf.cli import main, parse_train_args
+from resadapt_hf.config_files import config_file_argv
 
 
 def test_train_on_a_dataset_with_a_tiny_backbone(tmp_path):
@@ -38,6 +39,13 @@ def test_config_file_values_are_typed_and_flags_override_them(tmp_path):
     assert config.learning_rate == 3e-4  # YAML 1.1 reads "3e-4" as a string; the parser types it
     assert config.save_strategy == "no"  # YAML reads `no` as false; given back as "no" for a string field
     assert script.synthetic_settings == {"num_samples": 8, "num_frames": 4}
+    # null sets None (the parser cannot take it as a value); a flag still overrides it
+    (tmp_path / "n.yaml").write_text("task: synthetic\nvideo_num_frames: null\nbudget: null\n")
+    _, config = parse_train_args(["--config", str(tmp_path / "n.yaml"), "--output_dir", str(tmp_path / "o")])
+    assert config.video_num_frames is None
+    _, config = parse_train_args(["--config", str(tmp_path / "n.yaml"), "--video_num_frames", "8",
+                                  "--output_dir", str(tmp_path / "o")])
+    assert config.video_num_frames == 8
     with pytest.raises(ValueError, match="not_a_field"):
         config_file_argv(_write(tmp_path / "bad.yaml", "not_a_field: 1\n"), ())
 

@@ -9,25 +9,20 @@ override the file) or, as in TRL scripts, the file alone as the only argument.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Sequence
 
 from transformers import HfArgumentParser
 
+from ..config_files import given_values
 from .config import FRONTIER_FILE, HEATMAP_FILE, RECORDS_FILE, RESULTS_FILE, EvalConfig
 from .metrics import format_table
 from .runner import distributed_state, evaluate, release_distributed
 
-__all__ = ["build_parser", "main", "parse_args", "read_config_file"]
+__all__ = ["build_parser", "config_from_values", "main", "parse_args"]
 
-CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
-FIELD_NAMES = frozenset(f.name for f in fields(EvalConfig))
 _CONFIG_HELP = "YAML/JSON file of EvalConfig fields; options given on the command line override its values"
-_UNSET = object()  # an option the command line did not give
 
 
 def build_parser() -> HfArgumentParser:
@@ -40,24 +35,6 @@ def build_parser() -> HfArgumentParser:
     return parser
 
 
-def read_config_file(path) -> dict:
-    """The field values of a ``.yaml``/``.yml``/``.json`` config file; unknown keys are refused, naming them."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config: no such file {path}")
-    text = path.read_text(encoding="utf-8")
-    data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise ValueError(f"config: {path} must hold a mapping of EvalConfig fields, got {type(data).__name__}")
-    unknown = sorted(set(data) - FIELD_NAMES)
-    if unknown:
-        raise ValueError(f"config: {path} has unknown field(s) {unknown}; accepted: {sorted(FIELD_NAMES)}")
-    return data
-
-
 def config_from_values(values: dict) -> EvalConfig:
     """:class:`EvalConfig` of the settings a command line gave (file values, then options)."""
     values = dict(values)
@@ -68,22 +45,10 @@ def config_from_values(values: dict) -> EvalConfig:
     return EvalConfig(**values)
 
 
-def _given_values(parser: argparse.ArgumentParser, argv: Sequence[str]) -> dict:
-    """The options ``argv`` really gives: argparse leaves a preset namespace attribute alone unless the option is
-    on the command line, so the ones still ``_UNSET`` were not given (and a config file's value stands)."""
-    namespace = argparse.Namespace(**{name: _UNSET for name in FIELD_NAMES | {"config"}})
-    parser.parse_args(list(argv), namespace=namespace)
-    return {name: value for name, value in vars(namespace).items() if value is not _UNSET}
-
-
 def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
     """The :class:`EvalConfig` of a ``resadapt eval`` command line (``sys.argv[1:]`` when None)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) == 1 and not argv[0].startswith("-") and argv[0].lower().endswith(CONFIG_SUFFIXES):
-        argv = ["--config", argv[0]]  # TRL style: the whole configuration in one file
-    given = _given_values(build_parser(), argv)
-    path = given.pop("config", None)
-    return config_from_values({**(read_config_file(path) if path else {}), **given})
+    return config_from_values(given_values(build_parser(), (EvalConfig,), argv))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -365,19 +365,21 @@ def distinct_sizes(config: NeedleTaskConfig) -> list[tuple[int, int]]:
 
 def plan_needle(
     config: NeedleTaskConfig, frame_scales: Sequence[float], *, budget: float | None = None,
-    budget_tolerance: float = DEFAULT_BUDGET_TOLERANCE, frame_indices: Sequence[int] | None = None,
+    max_visual_tokens: int | None = None, budget_tolerance: float = DEFAULT_BUDGET_TOLERANCE,
+    frame_indices: Sequence[int] | None = None,
     timestamps: Sequence[float] = (),
 ) -> Allocation:
     """The processor's own plan (:func:`~resadapt_hf.processing.allocation.plan_allocation`) for one video of the
     task: per-frame scales -> per-chunk sizes on the task's grid (-> the budget projection when ``budget`` is
-    given) -> an ``Allocation`` with visual tokens and retention. Scales outside ``[min_scale, max_scale]`` are
+    given, and the ``max_visual_tokens`` cap) -> an ``Allocation`` with visual tokens and retention. Scales outside ``[min_scale, max_scale]`` are
     refused, as by the processor."""
     media = MediaSpec(
         "video", len(frame_scales), (config.height, config.width), config.factor, config.temporal_patch_size,
         frame_indices=tuple(frame_indices) if frame_indices is not None else None, timestamps=tuple(timestamps),
     )
     settings = PlanSettings(config.min_scale, config.max_scale, config.min_visual_tokens, budget_tolerance)
-    return plan_allocation([media], [[float(s) for s in frame_scales]], budget=budget, settings=settings)
+    return plan_allocation([media], [[float(s) for s in frame_scales]], budget=budget,
+                           max_visual_tokens=max_visual_tokens, settings=settings)
 
 
 def _resize(frames_nchw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -29,8 +29,7 @@ import torch
 from PIL import Image
 
 from resadapt_hf import Allocation, ResAdaptProcessor, VideoClip
-from resadapt_hf.processing.allocation import MediaSpec, PlanSettings, plan_allocation
-from resadapt_hf.synthetic import NeedleReader, NeedleTaskConfig, parse_choice, resize_frames
+from resadapt_hf.synthetic import NeedleReader, NeedleTaskConfig, parse_choice, plan_needle, resize_frames
 
 NEEDLE_READER = "needle-reader"
 READER_DESCRIPTION = "calibrated needle reader, not a language model"
@@ -240,8 +239,6 @@ class NeedleReaderAnswerer:
         self.reader = NeedleReader.calibrate(self.config)
         self.fallback = fallback
         self.min_scale, self.max_scale = self.config.min_scale, self.config.max_scale
-        self._settings = PlanSettings(min_scale=self.config.min_scale, max_scale=self.config.max_scale,
-                                      min_visual_tokens=self.config.min_visual_tokens)
 
     def reads(self, request: Request) -> bool:
         """Whether the reader can read this input: one video of the task's frame size, no image."""
@@ -263,12 +260,13 @@ class NeedleReaderAnswerer:
             if self.fallback is None:
                 raise ValueError(self.grid_note(request))
             return self.fallback.plan(request, allocator_key, allocator, scales=scales, budget=budget, cap=cap)
-        config, clip = self.config, request.clip
+        clip = request.clip
         if scales is None:  # the allocator sees the decoded frames, as the processor's allocator view does
             scales = allocator.predict_scales([clip.frames], request.question)[0]
-        spec = MediaSpec("video", clip.num_frames, (config.height, config.width), config.factor,
-                         config.temporal_patch_size, tuple(clip.frame_indices), tuple(clip.timestamps))
-        return plan_allocation([spec], scales, budget=budget, max_visual_tokens=cap, settings=self._settings)
+        elif not isinstance(scales, (list, tuple)):  # one scale for every frame (FixedScale, native scale 1)
+            scales = [float(getattr(scales, "scale", scales))] * clip.num_frames
+        return plan_needle(self.config, scales, budget=budget, max_visual_tokens=cap,
+                           frame_indices=clip.frame_indices, timestamps=clip.timestamps)
 
     def answer(self, request, allocations, max_new_tokens) -> list[Reply]:
         # max_new_tokens does not apply: the reader is a deterministic function of the pixels, it generates no text

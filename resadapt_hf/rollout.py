@@ -352,11 +352,8 @@ class BackboneRollout:
                 texts.append(text)
                 videos.append(video)
                 scales.append(row)  # the prompt's one video: a flat per-frame vector
-        # the processor reads ``scales`` as one list per prompt only for batches of two or more prompts; a single
-        # prompt takes its own spec directly
-        per_prompt = scales if len(scales) > 1 else scales[0]
         # left padding: every row's prompt ends at the same position, so the new tokens start there for all rows
-        inputs = self.processor(text=texts, videos=videos, scales=per_prompt, padding=True, padding_side="left",
+        inputs = self.processor(text=texts, videos=videos, scales=scales, padding=True, padding_side="left",
                                 return_tensors="pt", return_allocation=True)
         allocations = inputs.pop("allocation")
         self._check_inputs(inputs, allocations)

@@ -6,7 +6,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test demo bench clean space space-bundle
+.PHONY: install test demo bench clean space space-bundle reader reader-capo
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,7 +28,15 @@ demo: install
 bench: install
 	$(PY) benchmarks/processor_speed.py
 
-# the Gradio Space locally: calibrated needle reader + prior allocator, offline (http://127.0.0.1:7860)
+# retrain the shipped tiny reader (about 40 min on 2 cores; only when the reader task changes)
+reader: install
+	$(PY) scripts/train_reader.py
+
+# CAPO through the real path against the tiny reader: 3 seeds + ablation, evaluated at matched budgets
+reader-capo: install
+	$(PY) benchmarks/reader_capo.py
+
+# the Gradio Space locally: the trained tiny reader + its learned allocator, offline (http://127.0.0.1:7860)
 space: install
 	$(PY) space/app.py
 

@@ -33,7 +33,7 @@ from .config_files import given_values
 
 __all__ = ["TrainScriptArguments", "main", "parse_train_args", "train"]
 
-TASKS = ("dataset", "synthetic")
+TASKS = ("dataset", "synthetic", "reader")
 RESAMPLE = ("bilinear", "bicubic")
 
 
@@ -42,12 +42,15 @@ class TrainScriptArguments:
     """What ``resadapt train`` trains against (the optimisation settings are :class:`CAPOConfig` fields)."""
 
     task: str = field(default="dataset", metadata={
-        "help": "'dataset': a HF backbone answers the records of --dataset; 'synthetic': the needle task (CPU).",
+        "help": "'dataset': a HF backbone answers the records of --dataset; 'synthetic': the needle task with its "
+                "calibrated reader (CPU); 'reader': the reader task's training split answered by --backbone "
+                "(default tiny-reader, the trained tiny VLM: the whole real path on CPU).",
         "choices": list(TASKS)})
     dataset: str | None = field(default=None, metadata={
         "help": "Records in the resadapt_hf.data schema: .json/.jsonl, a datasets folder or a Hub dataset."})
     backbone: str | None = field(default=None, metadata={
-        "help": "Hub id or path of a Qwen-VL checkpoint, or tiny-qwen2_vl / tiny-qwen2_5_vl / tiny-qwen3_vl."})
+        "help": "Hub id or path of a Qwen-VL checkpoint, tiny-reader (the trained tiny reader, CPU), or "
+                "tiny-qwen2_vl / tiny-qwen2_5_vl / tiny-qwen3_vl (random weights)."})
     allocator: str = field(default="default", metadata={
         "help": "Allocator to train: a resadapt_hf.allocators preset (default, fast, tiny-statistics, ...) or a "
                 "saved Allocator folder / repo."})
@@ -57,6 +60,8 @@ class TrainScriptArguments:
         "help": "Hard visual-token cap saved in the exported processor."})
     resample: str = field(default="bilinear", metadata={
         "help": "Resize operator of the processor.", "choices": list(RESAMPLE)})
+    reader_samples: int = field(default=256, metadata={
+        "help": "task=reader: training videos (resadapt_hf.reader_task, training split)."})
     synthetic: str = field(default="{}", metadata={
         "help": "task=synthetic: JSON object of NeedleTaskConfig fields plus num_samples (default 256), e.g. "
                 "'{\"num_samples\": 64, \"num_frames\": 8}'."})
@@ -66,6 +71,12 @@ class TrainScriptArguments:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.task == "dataset" and (not self.dataset or not self.backbone):
             raise ValueError("task=dataset needs --dataset and --backbone")
+        if self.task == "reader":
+            if self.dataset is not None:
+                raise ValueError(f"task=reader makes its own records; got --dataset {self.dataset!r}")
+            self.backbone = self.backbone or "tiny-reader"
+        if not isinstance(self.reader_samples, int) or self.reader_samples < 1:
+            raise ValueError(f"reader_samples must be an int >= 1, got {self.reader_samples!r}")
         if self.resample not in RESAMPLE:
             raise ValueError(f"resample must be one of {RESAMPLE}, got {self.resample!r}")
         settings = json.loads(self.synthetic) if isinstance(self.synthetic, str) else self.synthetic
@@ -115,7 +126,12 @@ def train(script: TrainScriptArguments, config) -> int:
             max_visual_tokens=script.max_visual_tokens, resample=script.resample,
         )
         rollout = BackboneRollout(model, processor, system_prompt=SYSTEM_PROMPT)
-        records = load_records(script.dataset)
+        if script.task == "reader":
+            from .reader_task import SPLIT_SEEDS, reader_records
+
+            records = reader_records(script.reader_samples, seed=SPLIT_SEEDS["train"])
+        else:
+            records = load_records(script.dataset)
     trainer = CAPOTrainer(allocator, rollout, config, records, processor=processor)
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model(config.output_dir)

@@ -24,8 +24,10 @@ def distributed_rank() -> tuple[int, int]:
 
 
 def load_backbone(name: str, *, device: str | None = None, zero_gpu: bool = False):
-    """``(model, processor)`` of a backbone: ``"tiny-<family>"`` builds a tiny random Qwen-VL model
-    (``resadapt_hf.tiny``); anything else is loaded by name/path with ``AutoModelForImageTextToText``.
+    """``(model, processor)`` of a backbone: ``"tiny-reader"`` is the trained tiny reader shipped in the package
+    (``resadapt_hf.tiny_reader``: answers the reader task, CPU, no download); ``"tiny-<family>"`` builds a tiny
+    random Qwen-VL model (``resadapt_hf.tiny``); anything else is loaded by name/path with
+    ``AutoModelForImageTextToText``.
 
     Placement: on a GPU machine a single process spreads the model over every visible GPU (bf16,
     ``device_map="auto"``); under a multi-process launch (``WORLD_SIZE`` > 1: torchrun, ``accelerate launch``) each
@@ -33,18 +35,22 @@ def load_backbone(name: str, *, device: str | None = None, zero_gpu: bool = Fals
     replicated, the prompts are sharded). On CPU the model is fp32.
 
     Args:
-        name: Hub id, local path, or ``tiny-qwen2_vl`` / ``tiny-qwen2_5_vl`` / ``tiny-qwen3_vl``.
+        name: Hub id, local path, ``tiny-reader``, or ``tiny-qwen2_vl`` / ``tiny-qwen2_5_vl`` / ``tiny-qwen3_vl``.
         device: ``"cuda"``, ``"cpu"`` or None (cuda when available).
         zero_gpu: on a ZeroGPU Space the GPU is attached per call: load in bf16 and ``.to("cuda")`` instead of a
             ``device_map``.
     """
     if not isinstance(name, str) or not name:
-        raise ValueError(f"backbone must be a Hub id, a local path or 'tiny-<family>', got {name!r}")
+        raise ValueError(f"backbone must be a Hub id, a local path, 'tiny-reader' or 'tiny-<family>', got {name!r}")
     if device not in (None, "cpu", "cuda"):
         raise ValueError(f"device must be 'cpu', 'cuda' or None, got {device!r}")
     cuda = torch.cuda.is_available() if device is None else device == "cuda"
     local_rank, world_size = distributed_rank()
     target = f"cuda:{local_rank}" if cuda and world_size > 1 else ("cuda" if cuda else "cpu")
+    if name == "tiny-reader":
+        from .tiny_reader import load_tiny_reader
+
+        return load_tiny_reader(target)
     if name.startswith("tiny-"):
         from .processing.backbones import ADAPTERS
         from .tiny import build_tiny_backbone
@@ -52,7 +58,9 @@ def load_backbone(name: str, *, device: str | None = None, zero_gpu: bool = Fals
         families = sorted({a.family for a in ADAPTERS})
         family = name[len("tiny-"):]
         if family not in families:
-            raise ValueError(f"backbone: tiny backbones are {[f'tiny-{f}' for f in families]}, got {name!r}")
+            raise ValueError(
+                f"backbone: tiny backbones are tiny-reader and {[f'tiny-{f}' for f in families]}, got {name!r}"
+            )
         model, processor = build_tiny_backbone(family)
         return model.to(target).eval(), processor
     from transformers import AutoModelForImageTextToText, AutoProcessor

@@ -78,3 +78,19 @@ def test_train_on_the_synthetic_needle_task(tmp_path):
     state = json.loads((tmp_path / "out" / "checkpoint-2" / "trainer_state.json").read_text())
     logged = [h for h in state["log_history"] if "retention" in h]
     assert logged and all(0 < h["retention"] <= 1.8**2 for h in logged)
+
+
+def test_train_on_the_reader_task_with_the_trained_reader(tmp_path):
+    """task=reader: the real path on CPU (the shipped tiny reader answers through BackboneRollout)."""
+    out = tmp_path / "out"
+    assert main(["train", "--task", "reader", "--reader_samples", "4", "--allocator", "tiny-statistics",
+                 "--max_completion_length", "48", "--num_generations", "2", "--per_device_train_batch_size", "4",
+                 "--max_steps", "1", "--report_to", "none", "--output_dir", str(out), "--video_num_frames", "8"]) == 0
+    assert json.loads((out / "processor_config.json").read_text())["backbone_name_or_path"] == "tiny-reader"
+    assert (out / "allocator" / "model.safetensors").exists()
+    script, _ = parse_train_args(["--task", "reader", "--output_dir", str(tmp_path / "o")])
+    assert script.backbone == "tiny-reader"
+    with pytest.raises(ValueError, match="task=reader makes its own records"):
+        parse_train_args(["--task", "reader", "--dataset", "x.json", "--output_dir", str(tmp_path / "o")])
+    with pytest.raises(ValueError, match="reader_samples must be an int >= 1"):
+        parse_train_args(["--task", "reader", "--reader_samples", "0", "--output_dir", str(tmp_path / "o")])

@@ -271,6 +271,8 @@ def test_aggregate_records_per_task_grounding_entries():
     ({"seed": -1}, "seed"),
     ({"task": "synthetic", "synthetic": {"frames": 8}}, "synthetic: unknown NeedleTaskConfig field"),
     ({"task": "synthetic", "synthetic": {"num_frames": 0}}, "num_frames"),
+    ({"task": "reader", "dataset": "x.jsonl"}, "dataset: task 'reader' makes its own records"),
+    ({"task": "reader", "synthetic": {"num_frames": 8}}, "synthetic: the needle-task settings do not apply"),
 ])
 def test_bad_settings_name_the_argument(fields, match):
     with pytest.raises(ValueError, match=match):
@@ -395,3 +397,18 @@ def test_heatmap_draws_cells_colour_bar_and_highlights(tmp_path):
         heatmap(rows, tmp_path / "x.png", row_labels=["a"])
     with pytest.raises(ValueError, match="rows"):
         heatmap([], tmp_path / "x.png")
+
+
+def test_reader_task_end_to_end_with_the_trained_reader(tmp_path):
+    """task 'reader': the held-out split, answered by the shipped tiny reader through the HF backend (the real path);
+    vanilla reads it, and every budgeted record reports the retention it achieved."""
+    results = evaluate(task="reader", out=str(tmp_path / "r"), num_samples=6, budgets=[0.35],
+                       allocators=["fixed", "vanilla"], num_frames=None, max_new_tokens=48, progress=False,
+                       plots=False)
+    assert results["backbone"] == "tiny-reader" and results["dataset"] == "reader-task"
+    entries = {(e["allocator"], e["budget"]): e for e in results["aggregate"]}
+    assert entries[("vanilla", None)]["accuracy"] >= 0.8
+    assert entries[("vanilla", None)]["num_samples"] == 6
+    assert abs(entries[("fixed", 0.35)]["retention"] - 0.35) <= 0.1
+    with pytest.raises(ValueError, match="records: task 'reader' makes its own records"):
+        evaluate(task="reader", out=str(tmp_path / "s"), records=[{"question": "q"}], progress=False)

@@ -35,12 +35,13 @@ __all__ = [
 RESULTS_FORMAT = "resadapt-eval/1"
 ALLOCATOR_NAMES = ("learned", "prior", "fixed", "random", "vanilla")
 DEFAULT_ALLOCATORS = ("prior", "fixed", "random", "vanilla")
-TASKS = ("dataset", "synthetic")
+TASKS = ("dataset", "synthetic", "reader")
 RESAMPLE_CHOICES = ("bilinear", "bicubic")
 # output folder layout (the hub card generator reads results.json and the two plots)
 RECORDS_FILE, RESULTS_FILE, CONFIG_FILE = "records.jsonl", "results.json", "config.json"
 FRONTIER_FILE, HEATMAP_FILE = "frontier.png", "scale_heatmap.png"
 SYNTHETIC_BACKBONE, SYNTHETIC_DATASET = "needle-reader", "synthetic-needle"
+READER_DATASET = "reader-task"
 # Fields that change what a record means; a run in an existing folder must agree on them to resume.
 RESUME_FIELDS = (
     "task", "dataset", "split", "backbone", "learned", "num_frames", "fps", "max_new_tokens", "min_scale",
@@ -68,16 +69,19 @@ class EvalConfig:
     out: str = field(default="eval_out", metadata=_help(
         "output folder (records.jsonl, results.json, frontier.png, scale_heatmap.png, config.json); an existing "
         "folder is resumed"))
-    task: Literal["dataset", "synthetic"] = field(default="dataset", metadata=_help(
+    task: Literal["dataset", "synthetic", "reader"] = field(default="dataset", metadata=_help(
         "'dataset': a backbone answers the records of --dataset; 'synthetic': the needle task of "
-        "resadapt_hf.synthetic, whose calibrated reader plays the backbone (CPU only)"))
+        "resadapt_hf.synthetic, whose calibrated reader plays the backbone (CPU only); 'reader': the held-out "
+        "split of the reader task (resadapt_hf.reader_task, 200 videos unless --num-samples), answered by "
+        "--backbone (default tiny-reader, the trained tiny reader)"))
     dataset: str | None = field(default=None, metadata=_help(
         "records in the resadapt_hf.data schema: a .json/.jsonl file, a datasets save_to_disk folder or a Hub "
         "dataset name (task 'dataset')"))
     split: str = field(default="test", metadata=_help("split of a datasets dataset dict / Hub dataset"))
     backbone: str | None = field(default=None, metadata=_help(
         "Hub id or local path of a Qwen-VL checkpoint (placed by resadapt_hf.loading.load_backbone: bf16 on GPU, "
-        "fp32 on CPU), or tiny-<family> (e.g. tiny-qwen2_5_vl) for a tiny random model (task 'dataset')"))
+        "fp32 on CPU), tiny-reader for the trained tiny reader (CPU, the reader task), or tiny-<family> (e.g. "
+        "tiny-qwen2_5_vl) for a tiny random model (task 'dataset')"))
     allocators: list[str] | None = field(default=None, metadata=_help(
         "allocators to compare, in report order, from " + ", ".join(ALLOCATOR_NAMES) + "; default: learned "
         "(when --learned is given), then " + " ".join(DEFAULT_ALLOCATORS), choices=ALLOCATOR_NAMES, metavar="NAME"))
@@ -173,6 +177,14 @@ class EvalConfig:
         self.synthetic = _check_synthetic(self.synthetic)
         if self.task == "synthetic":
             self.needle_config()  # validates the fields
+        if self.task == "reader":
+            if self.dataset is not None:
+                raise ValueError(f"dataset: task 'reader' makes its own records; got dataset={self.dataset!r}")
+            if self.synthetic:
+                raise ValueError(f"synthetic: the needle-task settings do not apply to task 'reader', got "
+                                 f"{self.synthetic!r}")
+            if self.backbone is None:
+                self.backbone = "tiny-reader"
 
     def _check_budgets(self, budgets) -> list[float]:
         high = self.max_scale**2

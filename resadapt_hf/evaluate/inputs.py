@@ -12,7 +12,9 @@ from typing import Any, Callable, Sequence
 from ..data import load_records
 from ..loading import load_backbone
 from .backends import HFBackend, NeedleBackend, hf_backend
-from .config import SYNTHETIC_BACKBONE, SYNTHETIC_DATASET, EvalConfig
+from .config import READER_DATASET, SYNTHETIC_BACKBONE, SYNTHETIC_DATASET, EvalConfig
+
+READER_TEST_SAMPLES = 200  # task 'reader': held-out videos evaluated when num_samples is not given
 
 __all__ = ["Lazy", "RunInputs", "describe_allocator", "load_dataset_rows", "resolve_inputs", "sample_ids"]
 
@@ -91,6 +93,12 @@ def resolve_inputs(config: EvalConfig, records=None, backbone=None) -> RunInputs
     ``backbone``); raises ``ValueError`` / ``TypeError`` naming the argument when one is missing or mismatched."""
     if config.task == "synthetic":
         return _synthetic_inputs(config, records, backbone)
+    if config.task == "reader":
+        if records is not None:
+            raise ValueError("records: task 'reader' makes its own records; use task='dataset' for yours")
+        from ..reader_task import reader_records
+
+        records = reader_records(config.num_samples or READER_TEST_SAMPLES)
     if records is None and config.dataset is None:
         raise ValueError("dataset: task 'dataset' needs a dataset (.json/.jsonl file, datasets folder or Hub "
                          "name) or records=")
@@ -100,10 +108,12 @@ def resolve_inputs(config: EvalConfig, records=None, backbone=None) -> RunInputs
     if not rows:
         raise ValueError("dataset: no records to evaluate")
     ids = sample_ids(rows)
-    dataset_name = config.dataset or "<records>"
+    dataset_name = READER_DATASET if config.task == "reader" else config.dataset or "<records>"
     if backbone is None:
         if config.backbone is None:
-            raise ValueError("backbone: task 'dataset' needs a backbone (Hub id, local path or tiny-<family>)")
+            raise ValueError(
+                "backbone: task 'dataset' needs a backbone (Hub id, local path, tiny-reader or tiny-<family>)"
+            )
         # load_backbone places the model (one device per process under a multi-process launch)
         factory = lambda: hf_backend(load_backbone(config.backbone), config)  # noqa: E731
         return RunInputs(rows, ids, Lazy(factory), dataset_name, config.backbone)

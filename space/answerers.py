@@ -1,11 +1,15 @@
 """What answers in the Space: a Qwen-VL backbone behind a ``ResAdaptProcessor``, or the calibrated needle reader.
 
 Both plan allocations and answer through one small interface (:class:`Answerer`), so the Space picks either by its
-backbone name (``needle-reader``, ``tiny-qwen2_5_vl``, ``Qwen/Qwen2.5-VL-3B-Instruct``, ...): the CPU default can
-become a trained tiny VLM later by changing one default in ``app.py``.
+backbone name (``tiny-reader``, ``needle-reader``, ``tiny-qwen2_5_vl``, ``Qwen/Qwen2.5-VL-3B-Instruct``, ...).
 
 * :class:`VLMAnswerer`: allocation by ``ResAdaptProcessor.allocate``, answers by greedy generation on exactly that
-  allocation (the processor resizes every chunk before the unchanged backbone sees it).
+  allocation (the processor resizes every chunk before the unchanged backbone sees it). It serves the Qwen
+  checkpoints, the random ``tiny-*`` backbones and ``tiny-reader``, the trained tiny Qwen2.5-VL of
+  ``resadapt_hf.tiny_reader`` (the CPU default), which gets exactly the prompt it was trained with
+  (:func:`reader_prompt`: ``rewards.SYSTEM_PROMPT`` as the system message, the question and its options one per line).
+  An answer in the ``<answer>\\boxed{B}</answer>`` form that names an option is shown as that option
+  (``"B. horizontal stripes"``), with the model's own output beside it.
 * :class:`NeedleReaderAnswerer`: the synthetic needle task of ``resadapt_hf.synthetic``, exactly as
   ``resadapt_hf.evaluate.NeedleBackend`` runs it: the allocation is planned on the task's grid (scale 1 = 64 x 64
   px in 8 px steps, 2-frame chunks) with the processor's own planner, the frames are resized by the ResAdapt
@@ -13,7 +17,8 @@ become a trained tiny VLM later by changing one default in ``app.py``.
   clips with a digit multiple-choice question; anything else is planned on the tiny Qwen2.5-VL grid and gets no
   answer (it says so).
 
-Also here: known answers of the bundled examples and the grading of an answer against one.
+Also here: parsing a question's options, known answers of the bundled examples and the grading of an answer against
+one.
 """
 
 from __future__ import annotations
@@ -29,11 +34,20 @@ import torch
 from PIL import Image
 
 from resadapt_hf import Allocation, ResAdaptProcessor, VideoClip
+from resadapt_hf.reader_task import OPTIONS as READER_OPTIONS
+from resadapt_hf.reader_task import QUESTION as READER_QUESTION
+from resadapt_hf.reader_task import ReaderTaskConfig
+from resadapt_hf.rewards import extract_answer
 from resadapt_hf.synthetic import NeedleReader, NeedleTaskConfig, parse_choice, plan_needle, resize_frames
+from resadapt_hf.tiny_reader import READER_NAME
 
 NEEDLE_READER = "needle-reader"
 READER_DESCRIPTION = "calibrated needle reader, not a language model"
-_OPTION = re.compile(r"(?<![A-Za-z0-9])([A-J])[.)]\s*(\d)(?!\d)")
+TINY_READER = READER_NAME  # "tiny-reader"
+TINY_READER_DESCRIPTION = "1.3M-parameter Qwen2.5-VL trained on the pattern task only"
+# an option marker: "A." / "A)" before text (or directly before a digit, "A.7"), not inside a word
+_MARKER = re.compile(r"(?<![A-Za-z0-9])([A-J])[.)](?:[ \t]+|(?=\d))")
+_LEADING_LETTER = re.compile(r"^\W*\(?([A-J])\)?(?:[.):,\s]|$)")
 _THINK = re.compile(r"<think>(.*?)</think>", re.S)
 
 # a model's generation step: (backbone inputs, max new tokens) -> one (new token ids, seconds) per input
@@ -54,9 +68,11 @@ class Reply:
     """One answer.
 
     Attributes:
-        text: the answer as shown (for multiple-choice readers the option, e.g. ``"C. 3"``).
+        text: the answer as shown (the option it names, e.g. ``"C. 3"`` or ``"B. horizontal stripes"``, for the
+            needle reader and for a language model's ``<answer>\\boxed{B}</answer>``; else the generated text).
         choice: the option letter the answer names, when the question has options and the answer names one.
-        explanation: how the needle reader decided (None for language models).
+        explanation: how the answer was read: the needle reader's reasoning, or a language model's own output when
+            ``text`` is the option it boxed (else None).
         answered: False when this answerer cannot answer the input; ``text`` then says why.
         seconds: time spent answering.
     """
@@ -82,6 +98,8 @@ class Answerer(Protocol):
 
     def grid_note(self, request: Request) -> str | None: ...
 
+    def input_note(self, request: Request) -> str | None: ...
+
     def answer(self, request: Request, allocations: Sequence[Allocation], max_new_tokens: int) -> list[Reply]: ...
 
 
@@ -96,30 +114,102 @@ def clean_text(text: str) -> str:
 
 
 def parse_options(question: str) -> dict[str, str]:
-    """The digit options of a multiple-choice question (``"... A. 7  B. 8  C. 3"``), as ``{letter: digit}``; empty
-    unless there are at least two, lettered A, B, C, ... in order."""
-    found = _OPTION.findall(question or "")
-    letters = [letter for letter, _ in found]
-    if len(found) < 2 or letters != [chr(ord("A") + i) for i in range(len(found))]:
+    """The options of a multiple-choice question, as ``{letter: text}``: one per line (``"...?\\nA. checkerboard\\nB.
+    horizontal stripes"``) or inline (``"... A. 7  B. 8  C. 3"``). Empty unless there are at least two, lettered A, B,
+    C, ... in order; the last option ends at a line break or a run of spaces."""
+    text = question or ""
+    markers = list(_MARKER.finditer(text))
+    chain: list[re.Match] = []
+    for i, marker in enumerate(markers):
+        if marker.group(1) != "A":
+            continue
+        run = [marker]
+        for following in markers[i + 1:]:
+            if following.group(1) != chr(ord(run[-1].group(1)) + 1):
+                break
+            run.append(following)
+        if len(run) >= len(chain):  # the longest run; the last of equals (options follow the question)
+            chain = run
+    if len(chain) < 2:
         return {}
-    return dict(found)
+    options = {}
+    for k, marker in enumerate(chain):
+        if k + 1 < len(chain):
+            value = text[marker.end():chain[k + 1].start()]
+        else:
+            value = re.split(r"\n| {2,}|\t", text[marker.end():], maxsplit=1)[0]
+        value = " ".join(value.split()).rstrip(",;( ")
+        if not value:
+            return {}
+        options[marker.group(1)] = value
+    last = chain[-1].group(1)
+    if len(options) > 1 and all(re.fullmatch(r"\d", v) for k, v in options.items() if k != last):
+        digit = re.match(r"\d(?!\w|[.,]\d)", options[last])  # digit options: the last one is its digit ("D. 6 Answer ...")
+        if digit:
+            options[last] = digit.group(0)
+    return options
+
+
+def boxed_choice(text: str, options: dict[str, str]) -> str | None:
+    """The option letter a ``<think>...</think><answer>\\boxed{X}</answer>`` answer names (``rewards.extract_answer``:
+    ``"B"``, ``"B. horizontal stripes"`` or the option's text in the box), or None."""
+    if not options:
+        return None
+    extracted = extract_answer(text or "")
+    if not extracted:
+        return None
+    match = _LEADING_LETTER.match(extracted)
+    if match and match.group(1) in options:
+        return match.group(1)
+    named = [letter for letter, value in options.items() if " ".join(extracted.split()).lower() == value.lower()]
+    return named[0] if len(named) == 1 else None
 
 
 def named_choice(text: str, options: dict[str, str]) -> str | None:
     """The option letter an answer names: ``<answer>\\boxed{X}</answer>``, a leading letter (``"C"``, ``"C. 3"``,
-    ``"(C)"``), or exactly one of the options' digits as a word. None when it names none (or several)."""
+    ``"(C)"``), or exactly one of the options as words (a digit option's digit standing alone, a word option's
+    whole text). None when it names none (or several)."""
     if not options:
         return None
-    letter = parse_choice(text)
+    letter = parse_choice(text or "")
     if letter in options:
         return letter
-    match = re.match(r"^\W*\(?([A-J])\)?(?:[.):,\s]|$)", text or "")
+    letter = boxed_choice(text, options)
+    if letter is not None:
+        return letter
+    match = _LEADING_LETTER.match(text or "")
     if match and match.group(1) in options:
         return match.group(1)
     # digits standing alone as words ("6", "6." or "(6)"), not parts of "12", "0.5" or noise like "8\ufffd00("
     digits = set(re.findall(r"(?:^|(?<=[\s(\"']))(\d)(?=$|[\s.,;:!?)\"'](?!\d))", text or ""))
-    named = [letter for letter, digit in options.items() if digit in digits]
+    lowered = " ".join((text or "").split()).lower()
+    named = [letter for letter, value in options.items()
+             if (value in digits if re.fullmatch(r"\d", value) else
+                 re.search(rf"(?<!\w){re.escape(value.lower())}(?!\w)", lowered) is not None)]
     return named[0] if len(named) == 1 else None
+
+
+# ----------------------------------------------------------------------------------------------------- tiny reader
+
+
+def reader_prompt() -> str:
+    """The question text ``tiny-reader`` was trained on: the reader task's question, then its options one per line
+    (what ``rollout.BackboneRollout.prompt`` puts in the user message)."""
+    return READER_QUESTION + "\n" + "\n".join(READER_OPTIONS)
+
+
+def reader_input_note(request: Request) -> str | None:
+    """None when ``request`` is what ``tiny-reader`` was trained on (one clip of the reader task's size and frame count,
+    its question); else a note that its answer means nothing there."""
+    task = ReaderTaskConfig()
+    clip = request.clip
+    if (clip is not None and request.image is None
+            and tuple(clip.frames.shape[:3]) == (task.num_frames, task.size, task.size)
+            and " ".join(request.question.split()) == " ".join(reader_prompt().split())):
+        return None
+    return (f"{TINY_READER} was trained only on the pattern task (clips of {task.num_frames} frames of {task.size}×"
+            f"{task.size} px, the question “{READER_QUESTION}” with its four options); on other inputs it still "
+            "names a letter, which means nothing. Choose a Qwen checkpoint (GPU) for your own clips and questions.")
 
 
 # ------------------------------------------------------------------------------------------------- known answers
@@ -164,12 +254,18 @@ class VLMAnswerer:
         backbone_processor: its own processor.
         generate: the generation step, or None for a planner that never answers (the reader's fallback grid).
         description: how the page describes it (e.g. "random weights").
+        system_prompt: a system message for every prompt (``tiny-reader``: ``rewards.SYSTEM_PROMPT``, the one it was
+            trained with); None (the Qwen checkpoints, the random tiny backbones): no system message.
+        input_note: ``request -> note or None``: a plain-words note on inputs the backbone's answers mean nothing for.
     """
 
     language_model = True
 
-    def __init__(self, name: str, backbone_processor, generate: Generate | None, description: str):
+    def __init__(self, name: str, backbone_processor, generate: Generate | None, description: str,
+                 system_prompt: str | None = None, input_note: Callable[[Request], str | None] | None = None):
         self.name, self.description = name, description
+        self.system_prompt = system_prompt
+        self._input_note = input_note
         self._backbone_processor = backbone_processor
         self._generate = generate
         self._processors: dict[str, ResAdaptProcessor] = {}
@@ -184,11 +280,13 @@ class VLMAnswerer:
                     self._backbone_processor, allocator=allocator)
             return self._processors[allocator_key]
 
-    @staticmethod
-    def prompt(processor: ResAdaptProcessor, request: Request) -> str:
+    def prompt(self, processor: ResAdaptProcessor, request: Request) -> str:
+        """The chat-template prompt: [system message,] user message = [video,] [image,] question (as typed)."""
         content = ([{"type": "video"}] if request.clip is not None else []) + (
             [{"type": "image"}] if request.image is not None else [])
         messages = [{"role": "user", "content": [*content, {"type": "text", "text": request.question}]}]
+        if self.system_prompt:
+            messages.insert(0, {"role": "system", "content": [{"type": "text", "text": self.system_prompt}]})
         return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     @staticmethod
@@ -204,6 +302,9 @@ class VLMAnswerer:
     def grid_note(self, request: Request) -> str | None:
         return None
 
+    def input_note(self, request: Request) -> str | None:
+        return self._input_note(request) if self._input_note is not None else None
+
     def answer(self, request, allocations, max_new_tokens) -> list[Reply]:
         if self._generate is None:
             raise ValueError(f"{self.name} plans allocations only; it has no model to answer with")
@@ -213,13 +314,22 @@ class VLMAnswerer:
         inputs = [processor(text=[prompt], **self.media(request), allocation=a, return_tensors="pt")
                   for a in allocations]
         options = parse_options(request.question)
-        replies = []
-        for new_ids, seconds in self._generate(inputs, max_new_tokens):
-            text = clean_text(processor.tokenizer.decode(new_ids, skip_special_tokens=True))
-            if not text:
-                text = f"(no readable text: the model produced {len(new_ids)} token(s))"
-            replies.append(Reply(text, named_choice(text, options), None, True, seconds))
-        return replies
+        return [self.reply(processor.tokenizer.decode(new_ids, skip_special_tokens=True), len(new_ids), options,
+                           seconds) for new_ids, seconds in self._generate(inputs, max_new_tokens)]
+
+    @staticmethod
+    def reply(output: str, num_tokens: int, options: dict[str, str], seconds: float) -> Reply:
+        """A generated text as a :class:`Reply`: an ``<answer>\\boxed{X}</answer>`` naming an option is shown as
+        that option (``"B. horizontal stripes"``) with the model's output (on one line) as the explanation; other
+        text is shown as generated (cleaned), with the option it names, if any."""
+        text = clean_text(output)
+        if not text:
+            return Reply(f"(no readable text: the model produced {num_tokens} token(s))", None, None, True, seconds)
+        letter = boxed_choice(text, options)
+        if letter is not None:
+            return Reply(f"{letter}. {options[letter]}", letter, f"model output: {' '.join(text.split())}", True,
+                         seconds)
+        return Reply(text, named_choice(text, options), None, True, seconds)
 
 
 class NeedleReaderAnswerer:
@@ -249,6 +359,9 @@ class NeedleReaderAnswerer:
         height, width = self.config.source_size
         return f"{width}×{height}"
 
+    def input_note(self, request: Request) -> str | None:
+        return None
+
     def grid_note(self, request: Request) -> str | None:
         if self.reads(request):
             return None
@@ -275,7 +388,7 @@ class NeedleReaderAnswerer:
                     "Choose a language-model backbone for other inputs.")
             return [Reply(text, None, None, False, 0.0)] * len(allocations)
         options = parse_options(request.question)
-        if not options:
+        if not options or not all(re.fullmatch(r"\d", value) for value in options.values()):
             text = ("No answer: the needle reader answers digit questions with options, e.g. "
                     "“Which digit appears in the video? A. 7  B. 8  C. 3  D. 6”.")
             return [Reply(text, None, None, False, 0.0)] * len(allocations)

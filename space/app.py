@@ -5,10 +5,14 @@ tokens to keep) and an allocator. The app decodes the clip server-side with PyAV
 scales, projects them onto the budget, resizes every 2-frame chunk and lets the backbone answer from those pixels;
 the same clip and budget also go through FixedScale and native scale 1, side by side.
 
-Backbones ("answered by"): Qwen2.5-VL / Qwen3-VL checkpoints (the GPU default), ``tiny-*`` random-weight models
-(offline, meaningless answers) and ``needle-reader``, the calibrated reader of the synthetic needle task (not a
-language model: it reads which digit a clip shows, and is the CPU default until a trained tiny VLM exists). The first
-example is a generated needle clip with a known answer, so the page can say whether each answer is right.
+Backbones ("answered by"): Qwen2.5-VL / Qwen3-VL checkpoints (the GPU default); ``tiny-reader``, the CPU default, a
+1.3M-parameter Qwen2.5-VL trained on the reader task (``resadapt_hf.tiny_reader``: which fine pattern one frame of a
+168 x 168 clip carries), prompted exactly as it was trained; ``needle-reader``, the calibrated reader of the synthetic
+needle task (not a language model: it reads which digit a clip shows); and ``tiny-qwen*`` random-weight models
+(offline, meaningless answers). On CPU the default allocator is the learned one shipped with the reader (preset
+``tiny-reader-allocator``: trained with CAPO against it). The first example is a held-out pattern clip of the reader
+task with its known answer, so the page can say whether each answer is right; on CPU the needle examples below it
+switch the answerer to ``needle-reader`` (with the prior allocator).
 
 Run locally (offline)::
 
@@ -63,19 +67,24 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from answerers import NEEDLE_READER, NeedleReaderAnswerer, Request, VLMAnswerer  # noqa: E402
+from answerers import NEEDLE_READER, TINY_READER, TINY_READER_DESCRIPTION, NeedleReaderAnswerer, Request  # noqa: E402
+from answerers import VLMAnswerer, reader_input_note  # noqa: E402
 from examples import write_examples  # noqa: E402
 from resadapt_hf import FixedScale, PriorAllocator, load_video  # noqa: E402
 from resadapt_hf.processing.resize_plan import DEFAULT_MAX_SCALE  # noqa: E402
+from resadapt_hf.rewards import SYSTEM_PROMPT  # noqa: E402
 from views import CSS, HEAD, Result, Run, allocation_html, aspect_notes, budget_note, chunk_pictures  # noqa: E402
 from views import headline_html, notes_html, result_json, same_as_fixed_note, side_by_side_html  # noqa: E402
 
 TINY_PREFIX = "tiny-"
 DEFAULT_GPU_BACKBONE = "Qwen/Qwen2.5-VL-3B-Instruct"
-# The CPU default answerer. No trained tiny VLM exists yet, so the calibrated needle reader answers the needle
-# examples; once one exists, put its Hub id / folder here (and in BACKBONE_CHOICES).
-DEFAULT_CPU_BACKBONE = NEEDLE_READER
+# The CPU default answerer: the trained tiny reader shipped in the package (it answers the pattern example)
+DEFAULT_CPU_BACKBONE = TINY_READER
+# The learned allocator shipped with the tiny reader (resadapt_hf.tiny_reader.READER_ALLOCATOR_DIR), by a short name
+READER_ALLOCATOR_PRESET = "tiny-reader-allocator"
+CHEAP_ANSWERERS = (TINY_READER, NEEDLE_READER)  # answer in well under a second on CPU: autorun on page load
 BACKBONE_CHOICES = (
+    TINY_READER,
     NEEDLE_READER,
     "tiny-qwen2_5_vl",
     "tiny-qwen3_vl",
@@ -89,6 +98,10 @@ ALLOCATOR_KINDS = (
     ("FixedScale (same scale for every frame)", "fixed"),
     ("Learned allocator (Hub repo id, local folder or preset)", "learned"),
 )
+BACKBONE_LABELS = {
+    TINY_READER: f"{TINY_READER} (1.3M-param Qwen2.5-VL trained on the pattern task, CPU)",
+    NEEDLE_READER: f"{NEEDLE_READER} (calibrated needle reader, not a language model)",
+}
 RUN_LABELS = {"prior": "Prior allocator", "fixed": "FixedScale", "learned": "Learned allocator"}
 PAPER_URL = "https://arxiv.org/abs/2603.28610"
 DEFAULT_QUESTION = "Describe what happens in the video."
@@ -120,6 +133,17 @@ def _env_flag(name: str, default: bool) -> bool:
     return default if not raw else raw.lower() not in ("0", "false", "no", "off")
 
 
+def random_backbone(name: str) -> bool:
+    """The ``tiny-qwen*`` test backbones: random weights, meaningless answers (``tiny-reader`` is trained)."""
+    return name.startswith(TINY_PREFIX) and name != TINY_READER
+
+
+def default_allocator(backbone: str) -> str:
+    """The page's default allocator for a default backbone: the learned allocator shipped with ``tiny-reader`` (it
+    was trained against it), else the training-free prior."""
+    return READER_ALLOCATOR_PRESET if backbone == TINY_READER else "prior"
+
+
 def _cuda_available() -> bool:
     try:
         return torch.cuda.is_available()
@@ -133,20 +157,20 @@ class AppConfig:
 
     backbone: str = DEFAULT_CPU_BACKBONE  # RESADAPT_BACKBONE: default backbone (a choice below or any repo id)
     backbones: tuple[str, ...] = BACKBONE_CHOICES  # RESADAPT_BACKBONES: comma-separated dropdown choices
-    allocator: str = "prior"  # RESADAPT_ALLOCATOR: prior | fixed | <learned repo id / folder / preset>
+    allocator: str = ""  # RESADAPT_ALLOCATOR: prior | fixed | <learned repo id / folder / preset>; "": default_allocator
     device: str = "cpu"  # RESADAPT_DEVICE: auto | cpu | cuda
     max_seconds: float = 60.0  # RESADAPT_MAX_SECONDS: longest clip accepted
     max_frames: int = 32  # RESADAPT_MAX_FRAMES: most frames sampled from a clip
     num_frames: int = 16  # RESADAPT_NUM_FRAMES: default frames sampled
     max_file_mb: int = 50  # RESADAPT_MAX_FILE_MB: upload limit (gradio max_file_size)
-    max_new_tokens: int = 16  # RESADAPT_MAX_NEW_TOKENS: default answer length
+    max_new_tokens: int = 48  # RESADAPT_MAX_NEW_TOKENS: default answer length (tiny-reader's answer: 36 tokens)
     budget: float = 0.25  # RESADAPT_BUDGET: default target retention
     concurrency: int = 1  # RESADAPT_CONCURRENCY: requests run at once (queue default_concurrency_limit)
     queue_size: int = 16  # RESADAPT_QUEUE_SIZE: waiting requests before "queue full"
     cached_backbones: int = 1  # RESADAPT_CACHED_BACKBONES: models kept loaded (LRU)
     gpu_duration: int = 120  # RESADAPT_GPU_DURATION: ZeroGPU seconds reserved per call
     preload: bool = True  # RESADAPT_PRELOAD: load the default backbone when the app is built
-    autorun: bool = True  # RESADAPT_AUTORUN: answer the first example on page load (default: cheap answerers only)
+    autorun: bool = True  # RESADAPT_AUTORUN: answer the first example on page load (default: CHEAP_ANSWERERS only)
     code_url: str = ""  # RESADAPT_CODE_URL: the header's code link (default on a Space: its files)
 
     @classmethod
@@ -165,13 +189,13 @@ class AppConfig:
         return cls(
             backbone=backbone,
             backbones=backbones,
-            allocator=_env("RESADAPT_ALLOCATOR", "prior"),
+            allocator=_env("RESADAPT_ALLOCATOR", default_allocator(backbone)),
             device=device,
             max_seconds=_env_number("RESADAPT_MAX_SECONDS", 60.0),
             max_frames=_env_number("RESADAPT_MAX_FRAMES", 32, int),
             num_frames=_env_number("RESADAPT_NUM_FRAMES", 16, int),
             max_file_mb=_env_number("RESADAPT_MAX_FILE_MB", 50, int),
-            max_new_tokens=_env_number("RESADAPT_MAX_NEW_TOKENS", 128 if gpu else 16, int),
+            max_new_tokens=_env_number("RESADAPT_MAX_NEW_TOKENS", 128 if gpu else 48, int),
             budget=_env_number("RESADAPT_BUDGET", 0.25),
             concurrency=_env_number("RESADAPT_CONCURRENCY", 1, int),
             queue_size=_env_number("RESADAPT_QUEUE_SIZE", 16, int),
@@ -179,7 +203,7 @@ class AppConfig:
             gpu_duration=_env_number("RESADAPT_GPU_DURATION", 120, int),
             preload=_env_flag("RESADAPT_PRELOAD", True),
             # a page view must not cost a GPU generation: autorun only where the default answerer is cheap
-            autorun=_env_flag("RESADAPT_AUTORUN", backbone == NEEDLE_READER),
+            autorun=_env_flag("RESADAPT_AUTORUN", backbone in CHEAP_ANSWERERS),
             code_url=_env("RESADAPT_CODE_URL", f"https://huggingface.co/spaces/{space}/tree/main" if space else ""),
         )
 
@@ -191,6 +215,7 @@ class AppConfig:
         if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
             raise ValueError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}, got {self.max_new_tokens}")
         self.num_frames = max(1, min(self.num_frames, self.max_frames))
+        self.allocator = self.allocator.strip() or default_allocator(self.backbone)
         self.cached_backbones = max(1, self.cached_backbones)
 
     @property
@@ -239,9 +264,13 @@ class ModelCache:
                 if self.config.device == "cuda" and not ZERO_GPU:
                     torch.cuda.empty_cache()
             model, processor = self._load_backbone(name)
-            tiny = name.startswith(TINY_PREFIX)
-            description = "random weights: its answers are meaningless" if tiny else "language model"
-            answerer = VLMAnswerer(name, processor, lambda inputs, n: self._generate(name, inputs, n), description)
+            generate = lambda inputs, n: self._generate(name, inputs, n)  # noqa: E731
+            if name == TINY_READER:  # the prompt it was trained with; a note on inputs it was not trained on
+                answerer = VLMAnswerer(name, processor, generate, TINY_READER_DESCRIPTION, system_prompt=SYSTEM_PROMPT,
+                                       input_note=reader_input_note)
+            else:
+                description = "random weights: its answers are meaningless" if random_backbone(name) else "language model"
+                answerer = VLMAnswerer(name, processor, generate, description)
             self._backbones[name] = (model, answerer)
             return self._backbones[name]
 
@@ -269,7 +298,8 @@ class ModelCache:
         elif kind == "learned":
             spec = (spec or "").strip()
             if not spec:
-                raise gr.Error("Learned allocator: type a Hub repo id, a local folder or a preset (e.g. tiny-statistics).")
+                raise gr.Error("Learned allocator: type a Hub repo id, a local folder or a preset (e.g. "
+                               f"{READER_ALLOCATOR_PRESET}).")
             key = f"learned:{spec}"
         else:
             raise gr.Error(f"Unknown allocator {kind!r}: choose one of {', '.join(v for _, v in ALLOCATOR_KINDS)}.")
@@ -287,13 +317,15 @@ class ModelCache:
             return key, self._allocators[key]
 
     def _load_learned(self, spec: str):
-        """A learned allocator from a preset, a saved ResAdapt repo (``allocator/`` subfolder) or a bare allocator
+        """A learned allocator from a preset (``tiny-reader-allocator``: the one shipped with the tiny reader, or a
+        ``resadapt_hf.allocators`` preset), a saved ResAdapt repo (``allocator/`` subfolder) or a bare allocator
         folder/repo (``resadapt_hf.loading.load_allocator``: the package's own class, safetensors only, no remote
         code run)."""
         from resadapt_hf.loading import load_allocator
+        from resadapt_hf.tiny_reader import READER_ALLOCATOR_DIR
 
         try:
-            model = load_allocator(spec)
+            model = load_allocator(str(READER_ALLOCATOR_DIR) if spec == READER_ALLOCATOR_PRESET else spec)
         except Exception as err:  # noqa: BLE001 - any load failure becomes a message for the user
             raise gr.Error(f"Could not load the learned allocator {spec!r}: {err}") from err
         if isinstance(model, torch.nn.Module):
@@ -450,7 +482,7 @@ class ResAdaptApp:
         """Check the inputs, allocate with the chosen allocator (and FixedScale / native when ``compare``) and,
         with ``answer``, let the backbone answer each allocation."""
         config = self.config
-        question = (question or "").strip() or DEFAULT_QUESTION
+        question = (question or "").replace("\r\n", "\n").strip() or DEFAULT_QUESTION
         if video is None and image is None:
             raise gr.Error("Upload a video or an image (or pick an example) first.")
         backbone = (backbone or config.backbone).strip()
@@ -511,7 +543,10 @@ class ResAdaptApp:
         notes += aspect_notes(result)
         if main.reply is not None and not main.reply.answered and grid is None:
             notes.append(main.reply.text)
-        if result.backbone.startswith(TINY_PREFIX):
+        input_note = answerer.input_note(request)
+        if input_note:
+            notes.append(input_note)
+        if random_backbone(result.backbone):
             notes.append(f"{result.backbone} has random weights: its answers are meaningless (offline demo mode).")
         return notes
 
@@ -569,7 +604,8 @@ def header_html(config: AppConfig) -> str:
 
 def build_demo(config: AppConfig | None = None, examples_dir: str | os.PathLike | None = None) -> gr.Blocks:
     """Build the Blocks app (queue configured). ``demo.resadapt`` holds the ResAdaptApp, ``demo.resadapt_examples``
-    the example folder (pass it to ``launch(allowed_paths=...)``) and ``demo.resadapt_example_list`` the examples."""
+    the example folder (pass it to ``launch(allowed_paths=...)``), ``demo.resadapt_example_list`` the examples and
+    ``demo.resadapt_example_card`` the HTML of the example card at the top."""
     app = ResAdaptApp(config)
     config = app.config
     folder = Path(examples_dir or tempfile.mkdtemp(prefix="resadapt-space-examples-"))
@@ -581,11 +617,26 @@ def build_demo(config: AppConfig | None = None, examples_dir: str | os.PathLike 
         else:
             app.cache.prepared_model(config.backbone)
     default_kind = config.allocator if config.allocator in ("prior", "fixed") else "learned"
-    default_repo = "" if default_kind != "learned" else config.allocator
+    # the learned allocator's box holds the shipped reader allocator unless another learned one is the default
+    default_repo = config.allocator if default_kind == "learned" else (
+        READER_ALLOCATOR_PRESET if TINY_READER in config.backbones else "")
     first = examples[0]
-    backbone_labels = {NEEDLE_READER: f"{NEEDLE_READER} (calibrated needle reader, not a language model)"}
     backbone_choices = [
-        (backbone_labels.get(b, f"{b} (random weights)" if b.startswith(TINY_PREFIX) else b), b) for b in config.backbones]
+        (BACKBONE_LABELS.get(b, f"{b} (random weights)" if random_backbone(b) else b), b) for b in config.backbones]
+    # On a CPU page each example brings the answerer that reads it and its allocator (the pattern clip: tiny-reader
+    # with the page's default allocator, the needle clips: needle-reader with the prior); with a real checkpoint as
+    # the default, that checkpoint (and the chosen allocator) answers every example.
+    cpu_page = config.backbone in CHEAP_ANSWERERS
+
+    def example_settings(example) -> list:
+        """Values for (backbone, allocator, allocator repo): the example's, or gr.skip() to keep the chosen ones."""
+        if not cpu_page or example.backbone not in config.backbones:
+            return [gr.skip()] * 3
+        if example.allocator == "default":
+            return [example.backbone, default_kind, default_repo]
+        if example.allocator in ("prior", "fixed"):
+            return [example.backbone, example.allocator, gr.skip()]
+        return [example.backbone, gr.skip(), gr.skip()]
 
     with gr.Blocks(title="ResAdapt: adaptive per-frame resolution", analytics_enabled=False) as demo:
         with gr.Row(elem_id="examples-bar", equal_height=False):
@@ -612,15 +663,19 @@ def build_demo(config: AppConfig | None = None, examples_dir: str | os.PathLike 
                                         f"{BUDGET_MAX:g}")
                 allocator = gr.Radio(list(ALLOCATOR_KINDS), value=default_kind, label="Allocator", elem_id="allocator-kind")
                 backbone = gr.Dropdown(backbone_choices, value=config.backbone, label="Answered by", elem_id="backbone",
-                                       info="Qwen: real checkpoints (GPU); tiny: random weights")
+                                       info="Qwen: real checkpoints (GPU); tiny-reader: trained on the pattern "
+                                            "clips only; tiny-qwen: random weights")
                 with gr.Row():
                     run = gr.Button("Answer", variant="primary", elem_id="run-button")
                     plan_only = gr.Button("Allocate only", elem_id="allocate-button")
-                with gr.Accordion("More settings", open=False):
+                with gr.Accordion("More settings", open=False, elem_id="more-settings"):
                     image = gr.Image(label="…or an image", type="pil", sources=["upload"], elem_id="image-input",
                                      height=160)
                     allocator_repo = gr.Textbox(value=default_repo, label="Learned allocator: repo id, folder or preset",
-                                                placeholder="user/resadapt-qwen2.5-vl | ./my_allocator | tiny-statistics",
+                                                info=f"{READER_ALLOCATOR_PRESET}: the allocator trained with CAPO "
+                                                     f"against {TINY_READER}, shipped with it",
+                                                placeholder=f"user/resadapt-qwen2.5-vl | ./my_allocator | "
+                                                            f"{READER_ALLOCATOR_PRESET}",
                                                 elem_id="allocator-repo")
                     max_tokens = gr.Number(value=0, minimum=0, precision=0, label="Max visual tokens (0 = no cap)",
                                            elem_id="max-visual-tokens")
@@ -650,8 +705,9 @@ def build_demo(config: AppConfig | None = None, examples_dir: str | os.PathLike 
         then(run.click(lambda: cleared, None, ui_outputs, queue=False, api_visibility="private"), app.answer_ui)
         then(plan_only.click(lambda: cleared, None, ui_outputs, queue=False, api_visibility="private"), app.allocate_ui)
         for example, button in zip(examples, example_buttons):
-            then(button.click(lambda e=example: [*e.fields(), *cleared], None, [*example_fields, *ui_outputs],
-                              queue=False, api_visibility="private"), app.answer_ui)
+            then(button.click(lambda e=example: [*e.fields(), *example_settings(e), *cleared], None,
+                              [*example_fields, backbone, allocator, allocator_repo, *ui_outputs], queue=False,
+                              api_visibility="private"), app.answer_ui)
         loaded = demo.load(first.fields, None, example_fields, queue=False, api_visibility="private")
         if config.autorun:
             loaded.then(app.answer_ui, ui_inputs, ui_outputs, api_visibility="private")
@@ -666,6 +722,7 @@ def build_demo(config: AppConfig | None = None, examples_dir: str | os.PathLike 
     demo.resadapt = app
     demo.resadapt_examples = folder
     demo.resadapt_example_list = examples
+    demo.resadapt_example_card = bar_html
     return demo
 
 

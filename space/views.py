@@ -29,6 +29,10 @@ MAX_FRAME_PX = 140  # widest frame on the page: two frames of a chunk side by si
 MAX_ZOOM = 3.0  # small frames (the needle task's 16-112 px) are enlarged by at most this, pixels kept visible
 ASPECT_TOLERANCE = 1.1  # grid rounding that changes a frame's width/height ratio by more than 10% gets a note
 RIGHT, WRONG, NONE = "✓ right", "✗ wrong", "—"
+# longest answer text shown in the headline / a side-by-side cell (the Answer box and the JSON hold all of it): a
+# language model's free text must not push the table and the Answer box below the fold (on a wide screen a cell
+# also keeps to one line, cut with an ellipsis; the whole answer shows on hover)
+HEADLINE_ANSWER_CHARS, TABLE_ANSWER_CHARS = 80, 48
 
 
 @dataclass
@@ -48,7 +52,7 @@ class Result:
     """One request's outcome: the chosen allocator's run first, then the baselines."""
 
     backbone: str
-    description: str  # what the answerer is ("calibrated needle reader, not a language model", ...)
+    description: str  # what the answerer is ("1.3M-parameter Qwen2.5-VL trained on the pattern task...", ...)
     question: str
     budget: float
     cap: int | None
@@ -210,6 +214,25 @@ def same_as_fixed_note(result: Result) -> str | None:
 # ------------------------------------------------------------------------------------------------------ HTML parts
 
 
+def clip_text(text: str, limit: int) -> str:
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis when longer."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def breakable_html(text: str, longest: int = 12) -> str:
+    """``text`` escaped for HTML, with zero-width spaces (line-break opportunities that, unlike ``<wbr>``, a
+    one-line ``white-space: nowrap`` cell ignores) inside words longer than ``longest`` characters: a narrow table
+    column wraps such noise instead of widening, and ordinary words stay whole."""
+    words = []
+    for word in str(text).split(" "):
+        if len(word) <= longest:
+            words.append(html.escape(word))
+        else:
+            words.append("&#8203;".join(html.escape(word[i : i + 8]) for i in range(0, len(word), 8)))
+    return " ".join(words)
+
+
 def _verdict(correct: bool | None) -> str:
     return RIGHT if correct else (WRONG if correct is False else NONE)
 
@@ -237,7 +260,8 @@ def headline_html(result: Result) -> str:
         known = f" (known answer {html.escape(result.known.text)})" if result.known and main.correct is False else ""
         css = {True: "ra-right", False: "ra-wrong"}.get(main.correct, "")
         mark = f" <span class='{css}'>{_verdict(main.correct)}</span>" if main.correct is not None else ""
-        answer = f'<div class="ra-verdict">Answer: <b>{html.escape(reply.text)}</b>{mark}{known}</div>'
+        answer = (f'<div class="ra-verdict">Answer: <b>{html.escape(clip_text(reply.text, HEADLINE_ANSWER_CHARS))}'
+                  f'</b>{mark}{known}</div>')
     return (f'<div class="ra-headline"><div class="ra-big">{big[0].upper() + big[1:]}</div>'
             f'<div class="ra-sub">{sub}</div>{answer}</div>')
 
@@ -249,17 +273,21 @@ def side_by_side_html(result: Result) -> str:
     for run in result.runs:
         a = run.allocation
         reply = run.reply
-        answer = NONE if reply is None else (html.escape(reply.text) if reply.answered else "no answer")
+        answered = reply is not None and reply.answered
+        answer = NONE if reply is None else (
+            breakable_html(clip_text(reply.text, TABLE_ANSWER_CHARS)) if answered else "no answer")
+        cut = answered and clip_text(reply.text, TABLE_ANSWER_CHARS) != reply.text
+        full = f" title='{html.escape(reply.text, quote=True)}'" if cut else ""  # the whole answer on hover
         css = {True: "ra-right", False: "ra-wrong"}.get(run.correct, "")
         rows.append(
             f"<tr class='ra-run-{run.key}'><th scope='row'>{html.escape(run.label)}</th>"
             f"<td>{a.visual_tokens} / {a.baseline_visual_tokens} ({a.retention * 100:.0f}%)</td>"
-            f"<td class='ra-answer'>{answer}</td><td class='{css}'>{_verdict(run.correct)}</td></tr>"
+            f"<td class='ra-answer'{full}><span>{answer}</span></td><td class='{css}'>{_verdict(run.correct)}</td></tr>"
         )
     if result.known is not None:
         caption = f"Same clip and budget; graded against the example's known answer, {html.escape(result.known.text)}."
     else:
-        caption = "Same input and budget. No known answer for this input (the needle examples have one)."
+        caption = "Same input and budget. No known answer for this input (the pattern and needle examples have one)."
     return (
         f'<div class="ra-scroll"><table class="ra-table"><caption>{caption}</caption><thead><tr><th scope="col">Run'
         '</th><th scope="col">Visual tokens</th><th scope="col">Answer</th><th scope="col">Right?</th></tr>'
@@ -400,15 +428,15 @@ CSS = """
 .ra-big { font-size: 1.45rem; font-weight: 700; line-height: 1.25; }
 .ra-sub { font-size: 0.88rem; opacity: 0.8; margin-top: 2px; overflow-wrap: anywhere; }
 .ra-verdict { font-size: 1.1rem; margin-top: 6px; overflow-wrap: anywhere; }
-.ra-right { color: #15803d; font-weight: 700; }
-.ra-wrong { color: #b91c1c; font-weight: 700; }
+.ra-right { color: #15803d; font-weight: 700; white-space: nowrap; }
+.ra-wrong { color: #b91c1c; font-weight: 700; white-space: nowrap; }
 .ra-scroll { overflow-x: auto; max-width: 100%; }
 #side-by-side .ra-table { border-collapse: collapse; width: 100%; font-size: 0.92rem; margin: 0; border: none; }
 #side-by-side .ra-table caption { caption-side: bottom; text-align: left; font-size: 0.8rem; opacity: 0.75;
   padding-top: 4px; }
 #side-by-side .ra-table th, #side-by-side .ra-table td { padding: 4px 8px; border: none;
   border-bottom: 1px solid rgba(128,128,128,0.3); text-align: left; white-space: nowrap; }
-#side-by-side .ra-table td.ra-answer { white-space: normal; min-width: 3em; }
+#side-by-side .ra-table td.ra-answer { white-space: normal; min-width: 3em; overflow-wrap: break-word; }
 #side-by-side .ra-table, #side-by-side .ra-table thead, #side-by-side .ra-table tbody,
 #side-by-side .ra-table tr { border: none !important; }
 #side-by-side .ra-table td:last-child { white-space: nowrap !important; }
@@ -443,10 +471,14 @@ CSS = """
 .ra-fcap { font-size: 0.72rem; opacity: 0.8; max-width: 140px; }
 #inputs-col { min-width: min(300px, 100%) !important; }
 #results-col { min-width: min(340px, 100%) !important; }
-@media (min-width: 768px) { #inputs-col { order: -1; } }
+@media (min-width: 768px) {
+  #inputs-col { order: -1; }
+  #side-by-side .ra-table td.ra-answer span { display: block; max-width: 13em; white-space: nowrap; overflow: hidden;
+    text-overflow: ellipsis; }
+}
 @media (max-width: 767px) {
   .ra-more, #examples-title { display: none; }
-  #side-by-side .ra-table th, #side-by-side .ra-table td { white-space: normal; padding: 4px 5px; }
+  #side-by-side .ra-table th, #side-by-side .ra-table td { white-space: normal; padding: 4px 4px; }
   #example-buttons { flex-direction: row !important; flex-wrap: wrap; gap: 6px; }
   #example-buttons button { flex: 1 1 40%; min-width: 0; }
 }

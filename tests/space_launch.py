@@ -187,6 +187,13 @@ class Page:
                              "if (!e) return false; e.scrollIntoView(); e.click(); return true; })()"):
             raise BrowserError(f"nothing to click at {selector}")
 
+    def type_into(self, selector: str, text: str):
+        """Replace the text of an input or textarea as typing would (focus, select all, insert: input events fire)."""
+        if not self.evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "
+                             "if (!e) return false; e.scrollIntoView(); e.focus(); e.select(); return true; })()"):
+            raise BrowserError(f"nothing to type into at {selector}")
+        self.send("Input.insertText", {"text": text})
+
     def screenshot(self, path: Path, full_page: bool = False) -> Path:
         params = {"format": "png"}
         if full_page:

@@ -4,7 +4,7 @@ the learned Allocator, the training-free prior and FixedScale; writes ``demo_out
 Run ``python -m resadapt_hf.demo --out demo_out`` (this is ``make demo``). Everything is the real path, on CPU and
 offline:
 
-1. the backbone is the tiny reader shipped in the package (``load_backbone("tiny-reader")``: a 1.3M-parameter
+1. the backbone is the tiny reader shipped in the package (``load_backbone("tiny-reader")``: a 1.2M-parameter
    Qwen2.5-VL trained from scratch on the reader task, ``resadapt_hf.tiny_reader``);
 2. the videos are the reader task's held-out split (``reader_task.reader_records``): 8 frames of 168 x 168 px, a
    fine pattern in one frame, "Which pattern is in the video?" with four options;
@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     records = reader_records(args.num_videos, seed=SPLIT_SEEDS["test"])
     token_factor = backbone_processor.video_processor.patch_size * backbone_processor.video_processor.merge_size
 
-    print("ResAdapt demo: the trained tiny reader (a 1.3M-parameter Qwen2.5-VL, CPU) answers held-out videos")
+    print("ResAdapt demo: the trained tiny reader (a 1.2M-parameter Qwen2.5-VL, CPU) answers held-out videos")
     print(f"  question : {records[0]['question']} {' '.join(records[0]['options'])}")
     print(f"  videos   : {args.num_videos} held-out reader-task videos, 8 frames of 168x168, the pattern in one frame")
     print(f"  learned  : Allocator trained with CAPO against this reader ({learned_path})")

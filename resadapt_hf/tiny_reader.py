@@ -1,4 +1,4 @@
-"""The tiny reader: a real ``Qwen2_5_VLForConditionalGeneration`` (1.3M parameters) trained from scratch on CPU
+"""The tiny reader: a real ``Qwen2_5_VLForConditionalGeneration`` (1.2M parameters) trained from scratch on CPU
 to answer the reader task (:mod:`resadapt_hf.reader_task`), shipped inside the package so that CAPO, evaluation,
 ``make demo`` and the Space run the whole real path (per-chunk resizing -> Qwen vision tower -> M-RoPE with
 per-chunk grids -> ``generate`` -> graders) with answers that mean something, offline.

@@ -44,7 +44,7 @@ from resadapt_hf.tiny_reader import READER_NAME
 NEEDLE_READER = "needle-reader"
 READER_DESCRIPTION = "calibrated needle reader, not a language model"
 TINY_READER = READER_NAME  # "tiny-reader"
-TINY_READER_DESCRIPTION = "1.3M-parameter Qwen2.5-VL trained on the pattern task only"
+TINY_READER_DESCRIPTION = "1.2M-parameter Qwen2.5-VL trained on the pattern task only"
 # an option marker: "A." / "A)" before text (or directly before a digit, "A.7"), not inside a word
 _MARKER = re.compile(r"(?<![A-Za-z0-9])([A-J])[.)](?:[ \t]+|(?=\d))")
 _LEADING_LETTER = re.compile(r"^\W*\(?([A-J])\)?(?:[.):,\s]|$)")

@@ -6,7 +6,7 @@ scales, projects them onto the budget, resizes every 2-frame chunk and lets the 
 the same clip and budget also go through FixedScale and native scale 1, side by side.
 
 Backbones ("answered by"): Qwen2.5-VL / Qwen3-VL checkpoints (the GPU default); ``tiny-reader``, the CPU default, a
-1.3M-parameter Qwen2.5-VL trained on the reader task (``resadapt_hf.tiny_reader``: which fine pattern one frame of a
+1.2M-parameter Qwen2.5-VL trained on the reader task (``resadapt_hf.tiny_reader``: which fine pattern one frame of a
 168 x 168 clip carries), prompted exactly as it was trained; ``needle-reader``, the calibrated reader of the synthetic
 needle task (not a language model: it reads which digit a clip shows); and ``tiny-qwen*`` random-weight models
 (offline, meaningless answers). On CPU the default allocator is the learned one shipped with the reader (preset
@@ -99,7 +99,7 @@ ALLOCATOR_KINDS = (
     ("Learned allocator (Hub repo id, local folder or preset)", "learned"),
 )
 BACKBONE_LABELS = {
-    TINY_READER: f"{TINY_READER} (1.3M-param Qwen2.5-VL trained on the pattern task, CPU)",
+    TINY_READER: f"{TINY_READER} (1.2M-param Qwen2.5-VL trained on the pattern task, CPU)",
     NEEDLE_READER: f"{NEEDLE_READER} (calibrated needle reader, not a language model)",
 }
 RUN_LABELS = {"prior": "Prior allocator", "fixed": "FixedScale", "learned": "Learned allocator"}

@@ -188,7 +188,7 @@ def write_examples(folder: Path) -> tuple[list[Example], str]:
         f'<span class="ra-more">{reader_frames} frames of {width}×{height} px (test split, sample '
         f"{READER_EXAMPLE_INDEX}); frame {needle_frame} (underlined) holds a 28 px patch of {record['cell']}-px "
         f"{html.escape(record['pattern'])}, lost if that frame is shrunk too far. On CPU <b>tiny-reader</b> (a "
-        "1.3M-parameter Qwen2.5-VL trained on this task) answers.</span></div></div>"
+        "1.2M-parameter Qwen2.5-VL trained on this task) answers.</span></div></div>"
     )
     return examples, card
 

@@ -52,7 +52,7 @@ class Result:
     """One request's outcome: the chosen allocator's run first, then the baselines."""
 
     backbone: str
-    description: str  # what the answerer is ("1.3M-parameter Qwen2.5-VL trained on the pattern task...", ...)
+    description: str  # what the answerer is ("1.2M-parameter Qwen2.5-VL trained on the pattern task...", ...)
     question: str
     budget: float
     cap: int | None

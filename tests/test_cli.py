@@ -94,3 +94,15 @@ def test_train_on_the_reader_task_with_the_trained_reader(tmp_path):
         parse_train_args(["--task", "reader", "--dataset", "x.json", "--output_dir", str(tmp_path / "o")])
     with pytest.raises(ValueError, match="reader_samples must be an int >= 1"):
         parse_train_args(["--task", "reader", "--reader_samples", "0", "--output_dir", str(tmp_path / "o")])
+
+
+def test_the_shipped_reader_capo_config_parses(tmp_path):
+    """scripts/reader_capo.yaml (the README's CAPO-on-the-reader command) holds valid, typed settings."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "reader_capo.yaml"
+    script, config = parse_train_args(["--config", str(path), "--output_dir", str(tmp_path / "o")])
+    assert script.task == "reader" and script.backbone == "tiny-reader"
+    assert (config.max_steps, config.num_generations, config.learning_rate) == (120, 8, 2e-3)
+    assert (config.tau_fix, config.lambda_capo, config.cost_gamma, config.video_num_frames) == (0.1, 1.0, 0.2, 8)
+    assert config.save_strategy == "no" and config.report_to == []

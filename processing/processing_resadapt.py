@@ -714,9 +714,32 @@ class ResAdaptProcessor(ProcessorMixin):
         native = tuple(size) == tuple(base_size)
         if native and tuple(frames.shape[-2:]) == tuple(size) and not geometry.do_resize:
             return frames  # do_resize=False: the backbone takes the frames as they are
-        resample = geometry.resample if native else RESAMPLE_FILTERS[self.resample]
-        return TorchvisionBackend.resize(sub_processor, frames, size=SizeDict(height=size[0], width=size[1]),
-                                         resample=resample)
+        if native:
+            return TorchvisionBackend.resize(sub_processor, frames, size=SizeDict(height=size[0], width=size[1]),
+                                             resample=geometry.resample)
+        return resize_operator(frames, size, self.resample, sub_processor)
+
+
+def resize_operator(frames: torch.Tensor, size, resample: str = "bilinear", sub_processor=None) -> torch.Tensor:
+    """The ResAdapt resize operator for a chunk away from its scale-1 size: frames ``[N, C, H, W]`` to ``size``
+    ``(h, w)`` with transformers' torchvision resize (antialiased) and the ``resample`` filter (``"bilinear"``, the
+    paper's operator, or ``"bicubic"``). ``sub_processor`` is the backbone's image/video processor whose resize call
+    this is; None uses a plain torchvision backend (the same computation), for callers without a backbone such as
+    the synthetic needle task."""
+    if resample not in RESAMPLE_FILTERS:
+        raise ValueError(f"resample must be one of {sorted(RESAMPLE_FILTERS)}, got {resample!r}")
+    return TorchvisionBackend.resize(sub_processor or _plain_backend(), frames,
+                                     size=SizeDict(height=int(size[0]), width=int(size[1])),
+                                     resample=RESAMPLE_FILTERS[resample])
+
+
+_PLAIN_BACKEND: list = []
+
+
+def _plain_backend() -> TorchvisionBackend:
+    if not _PLAIN_BACKEND:
+        _PLAIN_BACKEND.append(TorchvisionBackend())
+    return _PLAIN_BACKEND[0]
 
 
 # helpers ----------------------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ pixels the Allocator grants each frame:
   appears, with 4 options.
 * :class:`NeedleReader` plays the frozen backbone. It never sees the sample's ground truth: it receives the
   frames **actually resized** by the ResAdapt operator (:func:`resize_frames`: per-chunk mean scale, grid-step
-  sizes from :func:`resadapt_hf.processing.resize_plan.unit_size`, bilinear antialiased resize as in
-  ``ResAdaptProcessor._resize``) and answers from them by normalised cross-correlation with digit templates
+  sizes from :func:`resadapt_hf.processing.resize_plan.unit_size`, bilinear antialiased resize by the processor's own
+  ``processing_resadapt.resize_operator``) and answers from them by normalised cross-correlation with digit templates
   shrunk by the same factor. It is right at high resolution and degrades when the needle frame is downscaled,
   so accuracy vs. visual tokens is a real trade-off and adaptive allocation (needle high, distractors low) pays.
 
@@ -56,6 +56,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from .processing.allocation import Allocation, MediaSpec, PlanSettings, plan_allocation
+from .processing.processing_resadapt import resize_operator
 from .processing.resize_plan import DEFAULT_BUDGET_TOLERANCE, UnitSpec, floor_scale, unit_size
 from .rollout import GenerationSettings, RolloutRequest, RolloutResult, check_rollout_call
 
@@ -383,10 +384,10 @@ def plan_needle(
 
 
 def _resize(frames_nchw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    # same call as ResAdaptProcessor._resize for non-native sizes: torchvision bilinear, antialias, uint8 in/out
+    # the processor's own operator (processing_resadapt.resize_operator: bilinear, antialiased, uint8 in/out)
     if tuple(frames_nchw.shape[-2:]) == tuple(size):
         return frames_nchw
-    return TF.resize(frames_nchw, list(size), interpolation=InterpolationMode.BILINEAR, antialias=True)
+    return resize_operator(frames_nchw, size, "bilinear")
 
 
 def resize_frames(

@@ -204,3 +204,27 @@ def test_needle_rollout_reads_resized_frames_and_reports_retention(config, reade
     assert rollout(requests[:4], num_rollouts=2, generation=other) == results[:4]
     with pytest.raises(TypeError, match="GenerationSettings"):
         rollout(requests[:1], num_rollouts=2, generation=None)
+
+
+def test_needle_task_resizes_with_the_processors_operator(config, samples):
+    """One operator: the needle task's chunks are the processor's resize_operator output, which is also what a
+    ResAdaptProcessor produces for a chunk away from its scale-1 size (checked on a tiny Qwen2.5-VL)."""
+    from resadapt_hf.processing.processing_resadapt import ResAdaptProcessor, resize_operator
+    from resadapt_hf.tiny import build_tiny_processor
+
+    frames = samples[0].frames
+    scales = [0.5, 0.5, 1.3, 1.3, 0.8, 0.8, 1.0, 1.0]
+    chunks = resize_frames(frames, scales, config)
+    for k, chunk in enumerate(chunks):
+        pair = frames[2 * k : 2 * k + 2].permute(0, 3, 1, 2).contiguous()
+        size = tuple(chunk.shape[1:3])
+        expected = pair if size == tuple(pair.shape[-2:]) else resize_operator(pair, size)
+        assert torch.equal(chunk, expected.permute(0, 2, 3, 1))
+    # the processor's own resize of a non-native chunk is that operator, with the backbone's processor as backend
+    processor = ResAdaptProcessor.from_backbone(build_tiny_processor("qwen2_5_vl"))
+    pair = frames[:2].permute(0, 3, 1, 2).contiguous()
+    geometry = type("G", (), {"do_resize": True, "resample": None})()
+    via_processor = processor._resize(processor.video_processor, pair, (56, 84), (112, 112), geometry)
+    assert torch.equal(via_processor, resize_operator(pair, (56, 84)))
+    with pytest.raises(ValueError, match="resample must be one of"):
+        resize_operator(pair, (56, 84), "nearest")

@@ -28,7 +28,7 @@ demo: install
 bench: install
 	$(PY) benchmarks/processor_speed.py
 
-# retrain the shipped tiny reader (about 40 min on 2 cores; only when the reader task changes)
+# retrain the shipped tiny reader (about 30 min on 2 cores; only when the reader task changes)
 reader: install
 	$(PY) scripts/train_reader.py
 

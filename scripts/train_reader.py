@@ -1,6 +1,6 @@
 """Train the tiny reader (``resadapt_hf.tiny_reader``) from scratch on CPU, deterministically from a seed.
 
-    python scripts/train_reader.py                     # the shipped reader (about 35 min on 2 cores)
+    python scripts/train_reader.py                     # the shipped reader (about 30 min on 2 cores)
     python scripts/train_reader.py --steps 4 --scale1_steps 2 --out /tmp/reader --eval_samples 8   # a smoke run
 
 What the model reads is exactly what CAPO and evaluation give it: the trainer's own prompt

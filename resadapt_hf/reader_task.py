@@ -15,13 +15,14 @@ prompt). Why the task is resolution-sensitive: the pattern's period is ``2 * cel
 168 px, 2-px patterns survive down to about half. A uniform downscale therefore loses the 1-px half of the videos
 first and everything below half size, while the needle frame's detail stays visible to the Allocator's statistics
 and the training-free prior at coarse resolution (the frames are small enough that their working size is the frame
-itself). An allocation that keeps the needle frame's chunk at full
-resolution and shrinks the other chunks to the floor answers as well as scale 1 with a fraction of the tokens.
+itself). An allocation that keeps the needle frame's chunk at full resolution and shrinks the other chunks to the
+floor answers as well as scale 1 with a third of the tokens.
 
 Records follow the project's data schema (``resadapt_hf.data``): ``frames`` (uint8 ``[T, H, W, 3]``),
 ``question``, ``options``, ``answer`` (a letter), ``problem_type`` ``"multiple_choice"``, plus ``needle_frames``,
-``needle_box`` (top, left, side in pixels), ``pattern`` and ``cell``. A sample is a pure function of ``(seed, index)``: different seeds give disjoint random streams,
-which is how training, validation and held-out test splits are kept apart (:data:`SPLIT_SEEDS`).
+``needle_box`` (top, left, side in pixels), ``pattern`` and ``cell``. A sample is a pure function of
+``(seed, index)``: different seeds give disjoint random streams, which is how training, validation and held-out test
+splits are kept apart (:data:`SPLIT_SEEDS`).
 """
 
 from __future__ import annotations

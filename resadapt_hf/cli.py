@@ -34,6 +34,7 @@ from .config_files import given_values
 __all__ = ["TrainScriptArguments", "main", "parse_train_args", "train"]
 
 TASKS = ("dataset", "synthetic", "reader")
+READER_SAMPLES = 256  # task=reader: training videos when --reader_samples is not given
 RESAMPLE = ("bilinear", "bicubic")
 
 
@@ -60,8 +61,8 @@ class TrainScriptArguments:
         "help": "Hard visual-token cap saved in the exported processor."})
     resample: str = field(default="bilinear", metadata={
         "help": "Resize operator of the processor.", "choices": list(RESAMPLE)})
-    reader_samples: int = field(default=256, metadata={
-        "help": "task=reader: training videos (resadapt_hf.reader_task, training split)."})
+    reader_samples: int | None = field(default=None, metadata={
+        "help": "task=reader: training videos (resadapt_hf.reader_task, training split; default 256)."})
     synthetic: str = field(default="{}", metadata={
         "help": "task=synthetic: JSON object of NeedleTaskConfig fields plus num_samples (default 256), e.g. "
                 "'{\"num_samples\": 64, \"num_frames\": 8}'."})
@@ -75,8 +76,11 @@ class TrainScriptArguments:
             if self.dataset is not None:
                 raise ValueError(f"task=reader makes its own records; got --dataset {self.dataset!r}")
             self.backbone = self.backbone or "tiny-reader"
-        if not isinstance(self.reader_samples, int) or self.reader_samples < 1:
-            raise ValueError(f"reader_samples must be an int >= 1, got {self.reader_samples!r}")
+            self.reader_samples = READER_SAMPLES if self.reader_samples is None else self.reader_samples
+            if not isinstance(self.reader_samples, int) or self.reader_samples < 1:
+                raise ValueError(f"reader_samples must be an int >= 1, got {self.reader_samples!r}")
+        elif self.reader_samples is not None:
+            raise ValueError(f"reader_samples applies to task=reader only, got it with task={self.task}")
         if self.resample not in RESAMPLE:
             raise ValueError(f"resample must be one of {RESAMPLE}, got {self.resample!r}")
         settings = json.loads(self.synthetic) if isinstance(self.synthetic, str) else self.synthetic

@@ -94,6 +94,10 @@ def test_train_on_the_reader_task_with_the_trained_reader(tmp_path):
         parse_train_args(["--task", "reader", "--dataset", "x.json", "--output_dir", str(tmp_path / "o")])
     with pytest.raises(ValueError, match="reader_samples must be an int >= 1"):
         parse_train_args(["--task", "reader", "--reader_samples", "0", "--output_dir", str(tmp_path / "o")])
+    with pytest.raises(ValueError, match="reader_samples applies to task=reader only"):
+        parse_train_args(["--task", "synthetic", "--reader_samples", "8", "--output_dir", str(tmp_path / "o")])
+    script, _ = parse_train_args(["--task", "reader", "--output_dir", str(tmp_path / "o")])
+    assert script.reader_samples == 256
 
 
 def test_the_shipped_reader_capo_config_parses(tmp_path):

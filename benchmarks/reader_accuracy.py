@@ -25,16 +25,11 @@ from resadapt_hf.evaluate.metrics import score_completion
 from resadapt_hf.loading import load_backbone
 from resadapt_hf.plots import line_chart
 from resadapt_hf.processing.processing_resadapt import ResAdaptProcessor
-from resadapt_hf.reader_task import SPLIT_SEEDS, reader_records
+from resadapt_hf.reader_task import SPLIT_SEEDS, needle_only_scales, reader_records
 from resadapt_hf.rewards import SYSTEM_PROMPT, format_ok
 from resadapt_hf.rollout import BackboneRollout, GenerationSettings, RolloutRequest
 
 SCALES = (0.2, 0.35, 0.5, 0.6, 0.75, 0.9, 1.0, 1.25, 1.5, 1.8)
-
-
-def needle_only(record: dict) -> list[float]:
-    chunk = record["needle_frames"][0] // 2
-    return [1.0 if t // 2 == chunk else 0.2 for t in range(record["frames"].shape[0])]
 
 
 def answer_all(rollout, records, scale_fn, batch: int) -> dict:
@@ -71,7 +66,7 @@ def main(argv=None) -> int:
     for scale in SCALES:
         rows[f"uniform {scale:g}"] = {"scale": scale, **answer_all(rollout, records, lambda r, s=scale: [s] * 8,
                                                                     args.batch)}
-    rows["needle only"] = answer_all(rollout, records, needle_only, args.batch)
+    rows["needle only"] = answer_all(rollout, records, needle_only_scales, args.batch)
     print(f"{'allocation':<14} {'accuracy':>8} {'1-px':>6} {'2-px':>6} {'retention':>9} {'format':>6}")
     for name, row in rows.items():
         cells = row["accuracy_by_cell"]

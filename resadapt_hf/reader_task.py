@@ -40,6 +40,7 @@ __all__ = [
     "QUESTION",
     "SPLIT_SEEDS",
     "ReaderTaskConfig",
+    "needle_only_scales",
     "pattern_tile",
     "reader_records",
     "reader_sample",
@@ -153,3 +154,9 @@ def reader_records(num_samples: int, seed: int = SPLIT_SEEDS["test"], config: Re
         raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
     return [reader_sample(start + i, seed, config) for i in range(num_samples)]
 
+
+def needle_only_scales(record: dict, high: float = 1.0, low: float = 0.2) -> list[float]:
+    """Per-frame scales of the "needle only" allocation: ``high`` for both frames of the needle frame's 2-frame chunk,
+    ``low`` for every other frame (at the defaults, 48 of 144 tokens for a default video)."""
+    chunk = record["needle_frames"][0] // 2
+    return [high if t // 2 == chunk else low for t in range(record["frames"].shape[0])]

@@ -43,7 +43,7 @@ from transformers import HfArgumentParser
 
 from resadapt_hf.plots import line_chart
 from resadapt_hf.processing.processing_resadapt import ResAdaptProcessor
-from resadapt_hf.reader_task import LETTERS, SPLIT_SEEDS, ReaderTaskConfig, reader_sample
+from resadapt_hf.reader_task import LETTERS, SPLIT_SEEDS, ReaderTaskConfig, needle_only_scales, reader_sample
 from resadapt_hf.rewards import SYSTEM_PROMPT
 from resadapt_hf.rollout import BackboneRollout
 from resadapt_hf.tiny_reader import READER_DIR, build_reader_backbone, reader_completion
@@ -172,13 +172,6 @@ def validate(model, batches: ReaderBatches, records, scale_fn, batch_size=32) ->
     return correct / len(records), tokens / len(records)
 
 
-def needle_only(record: dict) -> list[float]:
-    frames = record["frames"].shape[0]
-    values = [0.2] * (frames // 2)
-    values[record["needle_frames"][0] // 2] = 1.0
-    return chunk_scales(values, frames)
-
-
 def token_labels(record: dict, task: ReaderTaskConfig, token_side: int) -> torch.Tensor:
     """Per merged visual token of a video at scale 1 (chunk-major, row-major): the pattern's class on the token that
     holds the needle block, ``len(LETTERS)`` ("no pattern") elsewhere."""
@@ -268,7 +261,7 @@ def train(args: ReaderTrainingArguments) -> dict:
         if step % args.eval_every == 0 or step == args.steps:
             row["val_accuracy_scale_1"], _ = validate(model, batches, validation, lambda r: [1.0] * task.num_frames)
             row["val_accuracy_scale_0.2"], _ = validate(model, batches, validation, lambda r: [0.2] * task.num_frames)
-            row["val_accuracy_needle_only"], _ = validate(model, batches, validation, needle_only)
+            row["val_accuracy_needle_only"], _ = validate(model, batches, validation, needle_only_scales)
             print(json.dumps(row), flush=True)
         curve.append(row)
 
@@ -276,7 +269,7 @@ def train(args: ReaderTrainingArguments) -> dict:
     for scale in EVAL_SCALES:
         acc, tokens = validate(model, batches, validation, lambda r, s=scale: [s] * task.num_frames)
         per_scale[str(scale)] = {"accuracy": acc, "visual_tokens": tokens}
-    acc, tokens = validate(model, batches, validation, needle_only)
+    acc, tokens = validate(model, batches, validation, needle_only_scales)
     per_scale["needle_only"] = {"accuracy": acc, "visual_tokens": tokens}
     print(json.dumps({"validation": per_scale}), flush=True)
 

@@ -14,6 +14,7 @@ from resadapt_hf.reader_task import (
     PATTERNS,
     SPLIT_SEEDS,
     ReaderTaskConfig,
+    needle_only_scales,
     pattern_tile,
     reader_records,
     reader_sample,
@@ -66,6 +67,13 @@ def test_needle_frame_holds_the_pattern_once():
             far = torch.ones_like(scores, dtype=torch.bool)
             far[max(0, y - config.block) : y + config.block, max(0, x - config.block) : x + config.block] = False
             assert scores[far].abs().max() < 0.25 * config.amplitude
+
+
+def test_needle_only_scales_hand_computed():
+    record = reader_sample(0, seed=5)
+    record["needle_frames"] = [5]  # chunk 2 holds frames 4 and 5
+    assert needle_only_scales(record) == [0.2, 0.2, 0.2, 0.2, 1.0, 1.0, 0.2, 0.2]
+    assert needle_only_scales(record, high=1.5, low=0.3)[3:6] == [0.3, 1.5, 1.5]
 
 
 def test_same_stream_same_video_and_splits_differ():

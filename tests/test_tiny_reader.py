@@ -11,7 +11,7 @@ import torch
 from resadapt_hf.evaluate.metrics import score_completion
 from resadapt_hf.loading import load_backbone
 from resadapt_hf.processing.processing_resadapt import ResAdaptProcessor
-from resadapt_hf.reader_task import SPLIT_SEEDS, reader_records
+from resadapt_hf.reader_task import SPLIT_SEEDS, needle_only_scales, reader_records
 from resadapt_hf.rewards import SYSTEM_PROMPT, format_ok
 from resadapt_hf.rollout import BackboneRollout, GenerationSettings, RolloutRequest
 from resadapt_hf.tiny_reader import READER_ALLOCATOR_DIR, READER_DIR, reader_completion
@@ -69,11 +69,7 @@ def test_reads_at_scale_1_and_not_at_the_floor(reader):
 def test_needle_chunk_alone_is_enough(reader):
     _, _, rollout = reader
     records = reader_records(NUM_VIDEOS, seed=SPLIT_SEEDS["test"])
-    rows = []
-    for r in records:
-        needle = r["needle_frames"][0] // 2
-        rows.append([1.0 if t // 2 == needle else 0.2 for t in range(8)])
-    _, needle_only, retention = _answers(rollout, records, rows)
+    _, needle_only, retention = _answers(rollout, records, [needle_only_scales(r) for r in records])
     assert needle_only >= 0.8, needle_only
     assert retention < 0.4, retention
 

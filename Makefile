@@ -6,7 +6,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test demo bench clean space space-bundle reader reader-capo
+.PHONY: install test demo bench clean space space-bundle reader reader-capo reader-positions
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,13 +28,17 @@ demo: install
 bench: install
 	$(PY) benchmarks/processor_speed.py
 
-# retrain the shipped tiny reader (about 30 min on 2 cores; only when the reader task changes)
+# retrain the shipped tiny reader (about 40 min on 2 cores; only when the reader task changes)
 reader: install
 	$(PY) scripts/train_reader.py
 
 # CAPO through the real path against the tiny reader: 3 seeds + ablation, evaluated at matched budgets
 reader-capo: install
 	$(PY) benchmarks/reader_capo.py
+
+# does the reader use the per-chunk temporal positions? fine-tunes a copy on "which quarter?" (about 12 min)
+reader-positions: install
+	$(PY) benchmarks/reader_positions.py
 
 # the Gradio Space locally: the trained tiny reader + its learned allocator, offline (http://127.0.0.1:7860)
 space: install

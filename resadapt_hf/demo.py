@@ -7,7 +7,7 @@ offline:
 1. the backbone is the tiny reader shipped in the package (``load_backbone("tiny-reader")``: a 1.2M-parameter
    Qwen2.5-VL trained from scratch on the reader task, ``resadapt_hf.tiny_reader``);
 2. the videos are the reader task's held-out split (``reader_task.reader_records``): 8 frames of 168 x 168 px, a
-   fine pattern in one frame, "Which pattern is in the video?" with four options;
+   patch of fine stripes in one frame, "Which way do the fine stripes in the video run?" with four options;
 3. per video: the answer at scale 1 (vanilla), then per budget and allocator (``learned``: the Allocator trained with
    CAPO against this reader, shipped next to it; ``prior``; ``fixed``) the budget-projected allocation, the
    reader's ``generate`` on exactly those resized inputs, graded by ``rewards``;
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print("ResAdapt demo: the trained tiny reader (a 1.2M-parameter Qwen2.5-VL, CPU) answers held-out videos")
     print(f"  question : {records[0]['question']} {' '.join(records[0]['options'])}")
-    print(f"  videos   : {args.num_videos} held-out reader-task videos, 8 frames of 168x168, the pattern in one frame")
+    print(f"  videos   : {args.num_videos} held-out reader-task videos, 8 frames of 168x168, fine stripes in one frame")
     print(f"  learned  : Allocator trained with CAPO against this reader ({learned_path})")
     print("  prior    : training-free (frame detail + change statistics); fixed: FixedScale, the same scale everywhere")
     print()

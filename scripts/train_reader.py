@@ -1,6 +1,6 @@
 """Train the tiny reader (``resadapt_hf.tiny_reader``) from scratch on CPU, deterministically from a seed.
 
-    python scripts/train_reader.py                     # the shipped reader (about 30 min on 2 cores)
+    python scripts/train_reader.py                     # the shipped reader (about 40 min on 2 cores)
     python scripts/train_reader.py --steps 4 --scale1_steps 2 --out /tmp/reader --eval_samples 8   # a smoke run
 
 What the model reads is exactly what CAPO and evaluation give it: the trainer's own prompt
@@ -11,14 +11,15 @@ is the summed cross-entropy of the completion tokens (``tiny_reader.reader_compl
 Curriculum (each part measured while building it; docs/reader.md):
 
 0. ``vision_steps`` steps of the vision tower alone, as a per-token pattern classifier (a linear head on every
-   merged visual token; the needle block's token has the pattern's class, the others "no pattern"): the needle
-   token gets a distinctive feature, which the from-scratch text side then finds by attention. Without it the text
-   side stayed at chance for 300 steps.
+   merged visual token; the tokens the stripes patch covers have the pattern's class, the others "no pattern"),
+   half of the videos at scale 1 and half with mixed per-chunk scales (``reader_training.token_labels`` follows the
+   patch into the resized chunk): the needle's tokens get a distinctive feature, which the from-scratch text side
+   then finds by attention. Without it the text side stayed at chance for 300 steps.
 1. ``scale1_steps`` steps at scale 1 only, the vision tower frozen for the first ``freeze_vision_steps``: the
    from-scratch text side first learns the answer format and to map pooled visual features to the class letter.
    Mixing scales from step 1 learned nothing in the same number of steps.
-2. the rest with mixed per-chunk scales (:func:`draw_scales`), so the reader answers from the resized inputs an
-   Allocator will give it, and guesses when the pattern is gone.
+2. the rest with mixed per-chunk scales (``reader_training.draw_scales``), so the reader answers from the resized
+   inputs an Allocator will give it, and guesses when the stripes are gone.
 
 Writes the weights, config and processor files to ``--out`` (default: the package's ``tiny_reader_weights``),
 ``training.json`` (curve, accuracy per scale on the validation split) and ``training_curve.png`` to
@@ -46,7 +47,15 @@ from resadapt_hf.processing.processing_resadapt import ResAdaptProcessor
 from resadapt_hf.reader_task import LETTERS, SPLIT_SEEDS, ReaderTaskConfig, needle_only_scales, reader_sample
 from resadapt_hf.rewards import SYSTEM_PROMPT
 from resadapt_hf.rollout import BackboneRollout
-from resadapt_hf.tiny_reader import READER_DIR, build_reader_backbone, reader_completion
+from resadapt_hf.reader_training import (
+    ReaderBatches,
+    chunk_scales,
+    chunk_token_grids,
+    draw_scales,
+    teacher_forced_accuracy,
+    token_labels,
+)
+from resadapt_hf.tiny_reader import READER_DIR, build_reader_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_SCALES = (0.2, 0.35, 0.5, 0.75, 1.0, 1.25, 1.5, 1.8)
@@ -56,7 +65,7 @@ VISION_PRETRAIN_OFFSET = 10_000_000  # training-split indices of the vision pret
 @dataclass
 class ReaderTrainingArguments:
     seed: int = field(default=0, metadata={"help": "seeds the weights, the scale draws and the data order"})
-    vision_steps: int = field(default=60, metadata={"help": "vision-tower pretraining steps (per-token classifier)"})
+    vision_steps: int = field(default=250, metadata={"help": "vision-tower pretraining steps (per-token classifier)"})
     vision_learning_rate: float = field(default=2e-3, metadata={"help": "learning rate of the vision pretraining"})
     steps: int = field(default=900, metadata={"help": "optimiser steps of the whole model"})
     scale1_steps: int = field(default=250, metadata={"help": "first steps at scale 1 only (curriculum)"})
@@ -87,112 +96,33 @@ class ReaderTrainingArguments:
             raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate!r}")
 
 
-def chunk_scales(values: list[float], num_frames: int) -> list[float]:
-    """Per-frame scales from one value per 2-frame chunk."""
-    return [float(values[i // 2]) for i in range(num_frames)]
-
-
-def draw_scales(rng: np.random.Generator, needle: int, num_frames: int) -> list[float]:
-    """A training allocation (one value per 2-frame chunk, in [0.2, 1.8] like an Allocator's): everything at scale 1
-    (30%), the needle chunk at 1 and the others in [0.2, 1] (30%), one uniform scale (20%), or independent per chunk
-    (20%). Half the draws keep the needle chunk at exactly scale 1, the only size at which 1-px patterns are intact:
-    with continuous draws only (a first version) that size was rare, and validation accuracy at scale 1 fell from
-    1.00 to 0.68 within 50 steps of this stage."""
-    chunks = num_frames // 2
-    kind = rng.random()
-    if kind < 0.3:
-        values = [1.0] * chunks
-    elif kind < 0.6:
-        values = [float(v) for v in rng.uniform(0.2, 1.0, chunks)]
-        values[needle // 2] = 1.0
-    elif kind < 0.8:
-        values = [float(rng.uniform(0.2, 1.8))] * chunks
-    else:
-        values = [float(v) for v in rng.uniform(0.2, 1.8, chunks)]
-    return chunk_scales(values, num_frames)
-
-
-class ReaderBatches:
-    """Tokenised training batches: prompt + completion through the ResAdapt processor, labels on the completion."""
-
-    def __init__(self, rollout: BackboneRollout, processor: ResAdaptProcessor):
-        self.rollout, self.processor = rollout, processor
-        tok = processor.tokenizer
-        self.end_id = tok.convert_tokens_to_ids("<|im_end|>")
-        self.completions = {
-            letter: tok(reader_completion(letter), add_special_tokens=False)["input_ids"] + [self.end_id]
-            for letter in LETTERS
-        }
-        lengths = {len(ids) for ids in self.completions.values()}
-        if len(lengths) != 1:
-            raise RuntimeError(f"completions must have one length for left-padded batches, got {lengths}")
-        self.completion_length = lengths.pop()
-        self.letter_offset = self.completions["A"].index(tok.convert_tokens_to_ids("A"))
-
-    def encode(self, records: list[dict], scales: list[list[float]]):
-        prompts = [self.rollout.prompt(r) for r in records]
-        inputs = self.processor(text=prompts, videos=[r["frames"] for r in records], scales=scales, padding=True,
-                                padding_side="left", return_tensors="pt")
-        target = torch.tensor([self.completions[r["answer"]] for r in records])
-        # append the completion after the left-padded prompts (every row ends at the same position)
-        length = inputs["input_ids"].shape[1]
-        extra = {"input_ids": target, "attention_mask": torch.ones_like(target), "mm_token_type_ids": torch.zeros_like(target)}
-        for key, value in extra.items():
-            if key in inputs:
-                if inputs[key].shape[1] != length:
-                    raise RuntimeError(f"{key} has {inputs[key].shape[1]} positions, input_ids {length}")
-                inputs[key] = torch.cat([inputs[key], value], 1)
-        return inputs, target
-
-    def loss_and_letters(self, model, inputs, target):
-        """Summed completion cross-entropy per video (mean over videos), and the predicted letter token ids."""
-        logits = model(**inputs).logits[:, -self.completion_length - 1 : -1]
-        loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="sum") / target.shape[0]
-        return loss, logits[:, self.letter_offset].argmax(-1), target[:, self.letter_offset]
-
-
 def lr_factor(step: int, args: ReaderTrainingArguments) -> float:
     warm = min(1.0, step / max(1, args.warmup_steps))
     return warm * 0.5 * (1 + math.cos(math.pi * step / args.steps))
 
 
-@torch.no_grad()
-def validate(model, batches: ReaderBatches, records, scale_fn, batch_size=32) -> tuple[float, float]:
-    """Teacher-forced letter accuracy and mean visual tokens of ``records`` at ``scale_fn(record)``."""
-    model.eval()
-    correct, tokens = 0, 0
-    video_id = model.config.video_token_id
-    for start in range(0, len(records), batch_size):
-        part = records[start : start + batch_size]
-        inputs, target = batches.encode(part, [scale_fn(r) for r in part])
-        tokens += int((inputs["input_ids"] == video_id).sum())
-        _, predicted, truth = batches.loss_and_letters(model, inputs, target)
-        correct += int((predicted == truth).sum())
-    model.train()
-    return correct / len(records), tokens / len(records)
+def pretraining_scales(rng: np.random.Generator, needle: int, num_frames: int) -> list[float]:
+    """Vision pretraining allocations: everything at scale 1 (half), else the needle chunk in [0.5, 1.8] and the
+    others in [0.2, 1.8]."""
+    chunks = num_frames // 2
+    if rng.random() < 0.5:
+        return [1.0] * num_frames
+    values = [float(v) for v in rng.uniform(0.2, 1.8, chunks)]
+    values[needle // 2] = float(rng.uniform(0.5, 1.8))
+    return chunk_scales(values, num_frames)
 
 
-def token_labels(record: dict, task: ReaderTaskConfig, token_side: int) -> torch.Tensor:
-    """Per merged visual token of a video at scale 1 (chunk-major, row-major): the pattern's class on the token that
-    holds the needle block, ``len(LETTERS)`` ("no pattern") elsewhere."""
-    side = task.size // token_side
-    labels = torch.full((task.num_frames // 2 * side * side,), len(LETTERS))
-    top, left, _ = record["needle_box"]
-    chunk = record["needle_frames"][0] // 2
-    labels[chunk * side * side + (top // token_side) * side + left // token_side] = LETTERS.index(record["answer"])
-    return labels
+def pretrain_vision(model, batches: ReaderBatches, args: ReaderTrainingArguments, task: ReaderTaskConfig,
+                    rng: np.random.Generator) -> list:
+    """The vision tower as a per-token pattern classifier (curriculum step 0); returns the loss curve.
 
-
-def pretrain_vision(model, batches: ReaderBatches, args: ReaderTrainingArguments, task: ReaderTaskConfig) -> list:
-    """The vision tower as a per-token pattern classifier at scale 1 (curriculum step 0); returns the loss curve.
-
-    Per-token labels (the block is on the token grid) give every token a target; pooling the tokens' scores into
+    Per-token labels (the patch is on the token grid) give every token a target; pooling the tokens' scores into
     one per-video answer instead (log-sum-exp) had not started learning after 80 steps."""
     visual = model.model.visual
     head = torch.nn.Linear(visual.merger.mlp[-1].out_features, len(LETTERS) + 1)
     optimizer = torch.optim.AdamW([*visual.parameters(), *head.parameters()], lr=args.vision_learning_rate)
     token_side = visual.spatial_merge_size * visual.config.patch_size
-    # "no pattern" tokens outnumber the needle token 143 to 1; weigh them down so the needle class is learnt
+    # "no pattern" tokens outnumber the needle's tokens about 35 to 1; weigh them down so the classes are learnt
     weight = torch.tensor([1.0] * len(LETTERS) + [0.05])
     curve = []
     for step in range(1, args.vision_steps + 1):
@@ -200,19 +130,25 @@ def pretrain_vision(model, batches: ReaderBatches, args: ReaderTrainingArguments
             group["lr"] = args.vision_learning_rate * min(1.0, step / 10)
         first = VISION_PRETRAIN_OFFSET + (step - 1) * args.batch_size
         records = [reader_sample(first + i, SPLIT_SEEDS["train"], task) for i in range(args.batch_size)]
-        inputs, _ = batches.encode(records, [[1.0] * task.num_frames for _ in records])
+        scales = [pretraining_scales(rng, r["needle_frames"][0], task.num_frames) for r in records]
+        inputs, _ = batches.encode(records, scales)
         tokens = model.model.get_video_features(inputs["pixel_values_videos"], inputs["video_grid_thw"]).pooler_output
         logits = head(torch.cat(tokens))
-        labels = torch.cat([token_labels(r, task, token_side) for r in records])
+        grids = chunk_token_grids(inputs["video_grid_thw"], task.num_frames // 2, visual.spatial_merge_size)
+        labels = torch.cat([token_labels(r, task, g, token_side) for r, g in zip(records, grids)])
         if logits.shape[0] != labels.shape[0]:
-            raise RuntimeError(f"{logits.shape[0]} visual tokens, {labels.shape[0]} labels: not at scale 1?")
-        loss = F.cross_entropy(logits, labels, weight=weight)
+            raise RuntimeError(f"{logits.shape[0]} visual tokens, {labels.shape[0]} labels")
+        loss = F.cross_entropy(logits, labels, weight=weight, ignore_index=-100)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        needle = labels < len(LETTERS)
-        accuracy = float((logits[needle].argmax(-1) == labels[needle]).float().mean())
-        curve.append({"step": step, "loss": round(loss.item(), 4), "needle_token_accuracy": accuracy})
+        needle = (labels >= 0) & (labels < len(LETTERS))
+        native = torch.cat([torch.full((len(token_labels(r, task, g, token_side)),), set(sc) == {1.0})
+                            for r, g, sc in zip(records, grids, scales)])
+        right = logits.argmax(-1) == labels
+        curve.append({"step": step, "loss": round(loss.item(), 4),
+                      "needle_token_accuracy_scale_1": round(float(right[needle & native].float().mean()), 4),
+                      "needle_token_accuracy_resized": round(float(right[needle & ~native].float().mean()), 4)})
         if step % 10 == 0 or step == args.vision_steps:
             print(json.dumps({"vision_pretraining": curve[-1]}), flush=True)
     return curve
@@ -229,7 +165,7 @@ def train(args: ReaderTrainingArguments) -> dict:
     batches = ReaderBatches(rollout, processor)
     rng = np.random.default_rng(args.seed)
     validation = [reader_sample(i, SPLIT_SEEDS["validation"], task) for i in range(args.eval_samples)]
-    vision_curve = pretrain_vision(model, batches, args, task)
+    vision_curve = pretrain_vision(model, batches, args, task, rng)
 
     vision = list(model.model.visual.parameters())
     vision_ids = {id(p) for p in vision}
@@ -259,17 +195,17 @@ def train(args: ReaderTrainingArguments) -> dict:
         row = {"step": step, "loss": round(loss.item(), 4), "train_accuracy": float((predicted == truth).float().mean()),
                "seconds": round(time.time() - start, 1)}
         if step % args.eval_every == 0 or step == args.steps:
-            row["val_accuracy_scale_1"], _ = validate(model, batches, validation, lambda r: [1.0] * task.num_frames)
-            row["val_accuracy_scale_0.2"], _ = validate(model, batches, validation, lambda r: [0.2] * task.num_frames)
-            row["val_accuracy_needle_only"], _ = validate(model, batches, validation, needle_only_scales)
+            row["val_accuracy_scale_1"], _ = teacher_forced_accuracy(model, batches, validation, lambda r: [1.0] * task.num_frames)
+            row["val_accuracy_scale_0.2"], _ = teacher_forced_accuracy(model, batches, validation, lambda r: [0.2] * task.num_frames)
+            row["val_accuracy_needle_only"], _ = teacher_forced_accuracy(model, batches, validation, needle_only_scales)
             print(json.dumps(row), flush=True)
         curve.append(row)
 
     per_scale = {}
     for scale in EVAL_SCALES:
-        acc, tokens = validate(model, batches, validation, lambda r, s=scale: [s] * task.num_frames)
+        acc, tokens = teacher_forced_accuracy(model, batches, validation, lambda r, s=scale: [s] * task.num_frames)
         per_scale[str(scale)] = {"accuracy": acc, "visual_tokens": tokens}
-    acc, tokens = validate(model, batches, validation, needle_only_scales)
+    acc, tokens = teacher_forced_accuracy(model, batches, validation, needle_only_scales)
     per_scale["needle_only"] = {"accuracy": acc, "visual_tokens": tokens}
     print(json.dumps({"validation": per_scale}), flush=True)
 

@@ -1,8 +1,8 @@
 """The Space's examples, generated at startup (a few hundred KB, deterministic), headline first:
 
 * the **pattern clip**: sample ``READER_EXAMPLE_INDEX`` of the reader task's held-out TEST split
-  (``resadapt_hf.reader_task``, seed ``SPLIT_SEEDS["test"]``: 8 frames of 168 x 168 px, one frame carries a 28 px
-  patch of a fine 1- or 2-px pattern), with the exact question text ``tiny-reader`` was trained on (the question
+  (``resadapt_hf.reader_task``, seed ``SPLIT_SEEDS["test"]``: 8 frames of 168 x 168 px, one frame carries a 56 px
+  patch of fine stripes), with the exact question text ``tiny-reader`` was trained on (the question
   and its four options, one per line) and its known answer, at budget 0.25. ``tiny-reader``, the CPU default,
   answers it;
 * the **needle clip**: sample ``NEEDLE_INDEX`` of the synthetic needle task (``resadapt_hf.synthetic``, default
@@ -183,11 +183,12 @@ def write_examples(folder: Path) -> tuple[list[Example], str]:
     card = (
         f'<div class="ra-example"><img class="ra-thumb" src="{_png_uri(sheet)}" '
         f'alt="the {reader_frames} frames of the pattern example clip; frame {needle_frame} is underlined">'
-        '<div class="ra-example-text"><b>Example: a held-out pattern clip</b>. Which pattern is in the video? Known '
+        '<div class="ra-example-text"><b>Example: a held-out pattern clip</b>. Which way do the fine stripes run? Known '
         f"answer: <b>{html.escape(pattern_known.text)}</b>. "
         f'<span class="ra-more">{reader_frames} frames of {width}×{height} px (test split, sample '
-        f"{READER_EXAMPLE_INDEX}); frame {needle_frame} (underlined) holds a 28 px patch of {record['cell']}-px "
-        f"{html.escape(record['pattern'])}, lost if that frame is shrunk too far. On CPU <b>tiny-reader</b> (a "
+        f"{READER_EXAMPLE_INDEX}); frame {needle_frame} (underlined) holds a 56 px patch of "
+        f"{html.escape(record['pattern'])} ({1 / record['frequency']:.1f} px per period), lost if that frame is shrunk "
+        "too far. On CPU <b>tiny-reader</b> (a "
         "1.2M-parameter Qwen2.5-VL trained on this task) answers.</span></div></div>"
     )
     return examples, card
@@ -237,7 +238,8 @@ def candidate_examples(n: int = 64, start: int = 0, budget: float = 0.25, alloca
                                    **common)
                 runs["prior"] = prior.main.reply.choice if prior.main.reply else None
             truth = record["answer"]
-            row = {"index": index, "answer": truth, "pattern": record["pattern"], "cell": record["cell"],
+            row = {"index": index, "answer": truth, "pattern": record["pattern"],
+                   "frequency": round(record["frequency"], 3),
                    "needle_frame": record["needle_frames"][0], "default_allocator": result.main.allocator,
                    **{f"{key}_choice": choice for key, choice in runs.items()},
                    **{f"{key}_right": choice == truth for key, choice in runs.items()}}
@@ -252,7 +254,7 @@ def _candidate_line(row: dict) -> str:
     def mark(key: str) -> str:
         return f"{row.get(key + '_choice') or '-'}{'+' if row.get(key + '_right') else 'x'}"
 
-    return (f"{row['index']:>5}  {row['answer']}  {row['pattern']:<19} {row['cell']}px  frame {row['needle_frame']}  "
+    return (f"{row['index']:>5}  {row['answer']}  {row['pattern']:<24} f={row['frequency']:.2f}  frame {row['needle_frame']}  "
             f"native {mark('native')}  allocator {mark('allocator')}  prior {mark('prior')}  fixed {mark('fixed')}"
             f"{'   <- candidate' if row['candidate'] else ''}")
 

@@ -316,7 +316,7 @@ def test_candidate_examples_helper_runs_the_space_path(space):
     row = candidate_examples(1, start=READER_EXAMPLE_INDEX, app=demo.resadapt)[0]
     assert row["index"] == READER_EXAMPLE_INDEX and row["answer"] == reader.known.letter
     assert row["default_allocator"] == "ResAdaptAllocator('tiny-reader-allocator')"
-    assert set(row) >= {"native_right", "allocator_right", "prior_right", "fixed_right", "candidate", "cell"}
+    assert set(row) >= {"native_right", "allocator_right", "prior_right", "fixed_right", "candidate", "frequency"}
     _, result = _answer(client, video=reader.video, question=reader.question, budget=0.25, num_frames=8)
     assert row["allocator_right"] == result["correct"]
     assert [row["fixed_right"], row["native_right"]] == [run["correct"] for run in result["comparison"]]
@@ -578,14 +578,15 @@ def test_answer_text_is_cleaned_and_options_are_read():
     assert named_choice("scale 0.5 and 12 frames", options) is None
     assert parse_options("Which digit? A.7 B.8 Answer with a letter.") == {"A": "7", "B": "8"}
     # word options, one per line (tiny-reader's trained question) or inline
-    words = {"A": "checkerboard", "B": "horizontal stripes", "C": "vertical stripes", "D": "diagonal stripes"}
-    assert parse_options("Which pattern is in the video?\nA. checkerboard\nB. horizontal stripes\n"
-                         "C. vertical stripes\nD. diagonal stripes") == words
-    assert parse_options("Which pattern? A. checkerboard B. horizontal stripes C. vertical stripes "
-                         "D. diagonal stripes") == words
+    words = {"A": "horizontal stripes", "B": "vertical stripes", "C": "rising diagonal stripes",
+             "D": "falling diagonal stripes"}
+    assert parse_options("Which way do the fine stripes in the video run?\nA. horizontal stripes\n"
+                         "B. vertical stripes\nC. rising diagonal stripes\nD. falling diagonal stripes") == words
+    assert parse_options("Which way? A. horizontal stripes B. vertical stripes C. rising diagonal stripes "
+                         "D. falling diagonal stripes") == words
     assert parse_options("Which one? (A) red, (B) blue") == {"A": "red", "B": "blue"}
     assert named_choice("<think>\n</think>\n<answer>\\boxed{C}</answer>", words) == "C"
-    assert named_choice("Vertical stripes.", words) == "C" and named_choice("stripes", words) is None
+    assert named_choice("Vertical stripes.", words) == "B" and named_choice("stripes", words) is None
 
 
 def test_saved_text_and_chunk_table():

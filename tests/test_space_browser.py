@@ -101,7 +101,7 @@ def test_desktop_headline_answer_and_side_by_side_above_the_fold(browser, page_u
     assert "tiny-reader" in headline and "trained on the pattern task" in headline and "random" not in headline
     assert "Learned allocator" in headline
     assert _answer_text(page).strip()
-    assert "Which pattern is in the video?\nA. checkerboard\nB. horizontal stripes" in page.evaluate(
+    assert "Which way do the fine stripes in the video run?\nA. horizontal stripes\nB. vertical stripes" in page.evaluate(
         "document.querySelector('#question textarea').value")  # the trained question text, prefilled
     rows = _side_by_side(page)
     assert [r[0] for r in rows] == ["Learned allocator", "FixedScale", "Native (scale 1)"]

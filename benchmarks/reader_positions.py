@@ -120,7 +120,10 @@ def finetune(model, batches: ReaderBatches, args) -> list[dict]:
         kinds = ["when" if rng.random() < args.when_share else "which_way" for _ in range(args.batch_size)]
         records = with_frame_rate([reader_sample(first + i, SPLIT_SEEDS["train"], question=kind)
                                    for i, kind in enumerate(kinds)])
-        scales = [draw_scales(rng, r["needle_frames"][0], r["frames"].shape[0]) for r in records]
+        if step <= args.scale1_steps:
+            scales = [[1.0] * r["frames"].shape[0] for r in records]
+        else:
+            scales = [draw_scales(rng, r["needle_frames"][0], r["frames"].shape[0]) for r in records]
         inputs, target = batches.encode(records, scales)
         loss, predicted, truth = batches.loss_and_letters(model, inputs, target)
         optimizer.zero_grad(set_to_none=True)
@@ -162,6 +165,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--scale1_steps", type=int, default=0, help="first steps at scale 1 only (curriculum)")
     parser.add_argument("--when_share", type=float, default=0.5, help="share of 'when' questions while fine-tuning")
     parser.add_argument("--eval_every", type=int, default=50)
     parser.add_argument("--videos", type=int, default=200, help="held-out test videos per condition")

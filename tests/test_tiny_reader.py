@@ -1,6 +1,7 @@
 """The trained tiny reader shipped in the package: it loads offline by name, and on held-out reader videos it
 answers through the real path (ResAdaptProcessor + prepare_backbone + generate, the trainer's own prompt, the
-project's graders): right at scale 1, near chance at the floor, and right when only the needle chunk is kept."""
+project's graders): right at scale 1, near chance at the floor, more often right with every step of resolution of
+the needle chunk, and right when only the needle chunk is kept."""
 
 import json
 from pathlib import Path
@@ -72,6 +73,15 @@ def test_needle_chunk_alone_is_enough(reader):
     _, needle_only, retention = _answers(rollout, records, [needle_only_scales(r) for r in records])
     assert needle_only >= 0.8, needle_only
     assert retention < 0.4, retention
+
+
+def test_accuracy_rises_with_the_needle_chunk_size(reader):
+    """The monotone curve an Allocator can climb: the needle chunk at 84, 112 and 168 px (the others at the floor)."""
+    _, _, rollout = reader
+    records = reader_records(NUM_VIDEOS, seed=SPLIT_SEEDS["test"])
+    accuracy = {scale: _answers(rollout, records, [needle_only_scales(r, high=scale) for r in records])[1]
+                for scale in (0.5, 0.75, 1.0)}
+    assert accuracy[0.5] + 0.1 <= accuracy[0.75] and accuracy[0.75] + 0.1 <= accuracy[1.0], accuracy
 
 
 def test_training_script_smoke(tmp_path):

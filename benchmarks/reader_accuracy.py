@@ -78,7 +78,8 @@ def main(argv=None) -> int:
         rows[f"needle chunk {scale:g}"] = {
             "needle_scale": scale,
             **answer_all(rollout, records, lambda r, s=scale: needle_only_scales(r, high=s), args.batch)}
-    print(f"{'allocation':<18} {'accuracy':>8} " + " ".join(f"{b:>7}" for b in BANDS) + f" {'retention':>9} {'format':>6}")
+    bands = " ".join(f"{b:>7}" for b in BANDS)
+    print(f"{'allocation':<18} {'accuracy':>8} {bands} {'retention':>9} {'format':>6}")
     for name, row in rows.items():
         bands = " ".join(f"{row['accuracy_by_band'].get(b, float('nan')):>7.3f}" for b in BANDS)
         print(f"{name:<18} {row['accuracy']:>8.3f} {bands} {row['retention']:>9.3f} {row['format_ok']:>6.2f}")

@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from resadapt_hf.loading import load_backbone
 from resadapt_hf.processing.processing_resadapt import ResAdaptProcessor
@@ -155,7 +154,8 @@ def evaluate(model, batches: ReaderBatches, args) -> dict:
                 row = {"question": question, "allocation": allocation, "positions": mode,
                        "accuracy": sum(a == r["answer"] for a, r in zip(letters, records)) / len(records)}
                 if question == "when" and mode == "reversed":
-                    row["follows_positions"] = sum(a == mirrored(r["answer"]) for a, r in zip(letters, records)) / len(records)
+                    mirror = sum(a == mirrored(r["answer"]) for a, r in zip(letters, records))
+                    row["follows_positions"] = mirror / len(records)
                 rows[f"{question} | {allocation} | {mode}"] = row
     return rows
 

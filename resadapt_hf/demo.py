@@ -218,8 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary_rows.append(row)
         print(f"  budget {budget:<4g}  " + "   ".join(
             f"{name} {row[name]['accuracy']:.2f} (r={row[name]['retention']:.2f})" for name in allocators))
-    print("  (the learned Allocator was trained to keep the needle's chunk at full size, about retention 1/3; a budget "
-          "rescales that shape, which moves the needle chunk off the one size at which 1-px patterns survive)")
+    print("  (the learned Allocator keeps the needle's chunk at full size and the others at the floor, retention 1/3; "
+          "below that the needle chunk itself must shrink, and the finest stripes are lost)")
 
     # the contact sheet shows a video where the learned allocation and FixedScale disagree at the lowest budget
     lowest = len(args.budgets) - 1

@@ -23,9 +23,9 @@ the temporal positions the model gives the needle's tokens.
 
 Records follow the project's data schema (``resadapt_hf.data``): ``frames`` (uint8 ``[T, H, W, 3]``),
 ``question``, ``options``, ``answer`` (a letter), ``problem_type`` ``"multiple_choice"``, plus ``needle_frames``,
-``needle_box`` (top, left, side in pixels), ``question_kind``, ``pattern`` and ``frequency``. A sample is a pure function of
-``(seed, index)``: different seeds give disjoint random streams, which is how training, validation and held-out
-test splits are kept apart (:data:`SPLIT_SEEDS`).
+``needle_box`` (top, left, side in pixels), ``question_kind``, ``pattern`` and ``frequency``. A sample is a pure
+function of ``(seed, index)``: different seeds give disjoint random streams, which is how training, validation and
+held-out test splits are kept apart (:data:`SPLIT_SEEDS`).
 """
 
 from __future__ import annotations

@@ -13,7 +13,14 @@ from .reader_task import LETTERS, ReaderTaskConfig
 from .rollout import BackboneRollout
 from .tiny_reader import reader_completion
 
-__all__ = ["ReaderBatches", "chunk_scales", "chunk_token_grids", "draw_scales", "teacher_forced_accuracy", "token_labels"]
+__all__ = [
+    "ReaderBatches",
+    "chunk_scales",
+    "chunk_token_grids",
+    "draw_scales",
+    "teacher_forced_accuracy",
+    "token_labels",
+]
 
 
 def chunk_scales(values: list[float], num_frames: int) -> list[float]:

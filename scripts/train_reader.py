@@ -195,8 +195,9 @@ def train(args: ReaderTrainingArguments) -> dict:
         row = {"step": step, "loss": round(loss.item(), 4), "train_accuracy": float((predicted == truth).float().mean()),
                "seconds": round(time.time() - start, 1)}
         if step % args.eval_every == 0 or step == args.steps:
-            row["val_accuracy_scale_1"], _ = teacher_forced_accuracy(model, batches, validation, lambda r: [1.0] * task.num_frames)
-            row["val_accuracy_scale_0.2"], _ = teacher_forced_accuracy(model, batches, validation, lambda r: [0.2] * task.num_frames)
+            for scale in (1, 0.2):
+                row[f"val_accuracy_scale_{scale}"], _ = teacher_forced_accuracy(
+                    model, batches, validation, lambda r, s=float(scale): [s] * task.num_frames)
             row["val_accuracy_needle_only"], _ = teacher_forced_accuracy(model, batches, validation, needle_only_scales)
             print(json.dumps(row), flush=True)
         curve.append(row)

@@ -9,7 +9,7 @@ backbone name (``tiny-reader``, ``needle-reader``, ``tiny-qwen2_5_vl``, ``Qwen/Q
   ``resadapt_hf.tiny_reader`` (the CPU default), which gets exactly the prompt it was trained with
   (:func:`reader_prompt`: ``rewards.SYSTEM_PROMPT`` as the system message, the question and its options one per line).
   An answer in the ``<answer>\\boxed{B}</answer>`` form that names an option is shown as that option
-  (``"B. horizontal stripes"``), with the model's own output beside it.
+  (``"B. vertical stripes"``), with the model's own output beside it.
 * :class:`NeedleReaderAnswerer`: the synthetic needle task of ``resadapt_hf.synthetic``, exactly as
   ``resadapt_hf.evaluate.NeedleBackend`` runs it: the allocation is planned on the task's grid (scale 1 = 64 x 64
   px in 8 px steps, 2-frame chunks) with the processor's own planner, the frames are resized by the ResAdapt
@@ -68,7 +68,7 @@ class Reply:
     """One answer.
 
     Attributes:
-        text: the answer as shown (the option it names, e.g. ``"C. 3"`` or ``"B. horizontal stripes"``, for the
+        text: the answer as shown (the option it names, e.g. ``"C. 3"`` or ``"B. vertical stripes"``, for the
             needle reader and for a language model's ``<answer>\\boxed{B}</answer>``; else the generated text).
         choice: the option letter the answer names, when the question has options and the answer names one.
         explanation: how the answer was read: the needle reader's reasoning, or a language model's own output when
@@ -114,9 +114,9 @@ def clean_text(text: str) -> str:
 
 
 def parse_options(question: str) -> dict[str, str]:
-    """The options of a multiple-choice question, as ``{letter: text}``: one per line (``"...?\\nA. checkerboard\\nB.
-    horizontal stripes"``) or inline (``"... A. 7  B. 8  C. 3"``). Empty unless there are at least two, lettered A, B,
-    C, ... in order; the last option ends at a line break or a run of spaces."""
+    """The options of a multiple-choice question, as ``{letter: text}``: one per line
+    (``"...?\\nA. horizontal stripes\\nB. vertical stripes"``) or inline (``"... A. 7  B. 8  C. 3"``). Empty unless
+    there are at least two, lettered A, B, C, ... in order; the last option ends at a line break or a run of spaces."""
     text = question or ""
     markers = list(_MARKER.finditer(text))
     chain: list[re.Match] = []
@@ -152,7 +152,7 @@ def parse_options(question: str) -> dict[str, str]:
 
 def boxed_choice(text: str, options: dict[str, str]) -> str | None:
     """The option letter a ``<think>...</think><answer>\\boxed{X}</answer>`` answer names (``rewards.extract_answer``:
-    ``"B"``, ``"B. horizontal stripes"`` or the option's text in the box), or None."""
+    ``"B"``, ``"B. vertical stripes"`` or the option's text in the box), or None."""
     if not options:
         return None
     extracted = extract_answer(text or "")
@@ -320,7 +320,7 @@ class VLMAnswerer:
     @staticmethod
     def reply(output: str, num_tokens: int, options: dict[str, str], seconds: float) -> Reply:
         """A generated text as a :class:`Reply`: an ``<answer>\\boxed{X}</answer>`` naming an option is shown as
-        that option (``"B. horizontal stripes"``) with the model's output (on one line) as the explanation; other
+        that option (``"B. vertical stripes"``) with the model's output (on one line) as the explanation; other
         text is shown as generated (cleaned), with the option it names, if any."""
         text = clean_text(output)
         if not text:

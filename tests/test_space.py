@@ -330,15 +330,16 @@ def test_reader_answer_is_shown_as_the_named_option(space):
 
     options = parse_options(reader_prompt())
     reply = VLMAnswerer.reply(reader_completion("B"), 36, options, 0.1)
-    assert (reply.text, reply.choice, reply.answered) == ("B. horizontal stripes", "B", True)
+    assert (reply.text, reply.choice, reply.answered) == ("B. vertical stripes", "B", True)
     assert reply.explanation == "model output: <think> </think> <answer>\\boxed{B}</answer>"
-    assert KnownAnswer("", reader_prompt(), "B", "B. horizontal stripes").grade(reply) is True
+    assert KnownAnswer("", reader_prompt(), "B", "B. vertical stripes").grade(reply) is True
     garbled = VLMAnswerer.reply("<>>>>", 4, options, 0.1)  # no option named: shown as generated, graded wrong
     assert (garbled.text, garbled.choice, garbled.explanation) == ("<>>>>", None, None)
-    assert KnownAnswer("", reader_prompt(), "B", "B. horizontal stripes").grade(garbled) is False
+    assert KnownAnswer("", reader_prompt(), "B", "B. vertical stripes").grade(garbled) is False
     # a Qwen checkpoint that reasons in free text keeps its text; a boxed option text is read too
-    assert VLMAnswerer.reply("I see horizontal stripes.", 6, options, 0.1).choice == "B"
-    assert VLMAnswerer.reply("<answer>\\boxed{diagonal stripes}</answer>", 9, options, 0.1).text == "D. diagonal stripes"
+    assert VLMAnswerer.reply("I see horizontal stripes.", 6, options, 0.1).choice == "A"
+    assert VLMAnswerer.reply("<answer>\\boxed{falling diagonal stripes}</answer>", 9, options,
+                             0.1).text == "D. falling diagonal stripes"
 
 
 # ------------------------------------------------------------------------------------------------ needle examples

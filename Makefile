@@ -36,7 +36,7 @@ reader: install
 reader-capo: install
 	$(PY) benchmarks/reader_capo.py
 
-# does the reader use the per-chunk temporal positions? fine-tunes a copy on "which quarter?" (about 12 min)
+# does the reader use the per-chunk temporal positions? fine-tunes a copy on "which quarter?" (about 25 min)
 reader-positions: install
 	$(PY) benchmarks/reader_positions.py
 

@@ -1,6 +1,6 @@
 """Does the reader use the per-chunk temporal positions that ``prepare_backbone`` gives it? The measured argument.
 
-    python benchmarks/reader_positions.py            # about 12 min on 2 cores
+    python benchmarks/reader_positions.py            # about 25 min on 2 cores (600 steps)
 
 A copy of the shipped tiny reader is fine-tuned (deterministically, from ``--seed``) on a mix of the reader task's
 two questions about the same videos: "which way do the stripes run?" and "in which quarter of the video do they
@@ -123,12 +123,7 @@ def finetune(model, batches: ReaderBatches, args) -> list[dict]:
             scales = [[1.0] * r["frames"].shape[0] for r in records]
         else:
             scales = [draw_scales(rng, r["needle_frames"][0], r["frames"].shape[0]) for r in records]
-        inputs, target = batches.encode(records, scales)
-        loss, predicted, truth = batches.loss_and_letters(model, inputs, target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        loss, predicted, truth = batches.train_step(model, optimizer, records, scales)
         row = {"step": step, "loss": round(loss.item(), 4), "seconds": round(time.perf_counter() - started, 1)}
         if step % args.eval_every == 0 or step == args.steps:
             letters = letter_predictions(model, batches, validation, [[1.0] * 8] * len(validation))
@@ -162,7 +157,7 @@ def evaluate(model, batches: ReaderBatches, args) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps")
+    parser.add_argument("--steps", type=int, default=600, help="fine-tuning steps")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--scale1_steps", type=int, default=0, help="first steps at scale 1 only (curriculum)")

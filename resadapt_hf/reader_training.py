@@ -87,6 +87,16 @@ class ReaderBatches:
         loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="sum") / target.shape[0]
         return loss, logits[:, self.letter_offset].argmax(-1), target[:, self.letter_offset]
 
+    def train_step(self, model, optimizer, records: list[dict], scales: list[list[float]], max_grad_norm: float = 1.0):
+        """One optimiser step on ``records`` at ``scales`` (gradient norm clipped); returns ``loss_and_letters``."""
+        inputs, target = self.encode(records, scales)
+        loss, predicted, truth = self.loss_and_letters(model, inputs, target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        return loss, predicted, truth
+
 
 @torch.no_grad()
 def teacher_forced_accuracy(model, batches: ReaderBatches, records, scale_fn, batch_size=32) -> tuple[float, float]:

@@ -186,12 +186,7 @@ def train(args: ReaderTrainingArguments) -> dict:
             scales = [[1.0] * task.num_frames for _ in records]
         else:
             scales = [draw_scales(rng, r["needle_frames"][0], task.num_frames) for r in records]
-        inputs, target = batches.encode(records, scales)
-        loss, predicted, truth = batches.loss_and_letters(model, inputs, target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        loss, predicted, truth = batches.train_step(model, optimizer, records, scales)
         row = {"step": step, "loss": round(loss.item(), 4), "train_accuracy": float((predicted == truth).float().mean()),
                "seconds": round(time.time() - start, 1)}
         if step % args.eval_every == 0 or step == args.steps:

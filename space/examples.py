@@ -198,7 +198,7 @@ def candidate_examples(n: int = 64, start: int = 0, budget: float = 0.25, alloca
 
     Every sample ``start .. start + n - 1`` goes through the Space's own answerer path: encoded and decoded as the
     example clip, answered by ``tiny-reader`` at native scale 1 and at ``budget`` with the page's default allocator,
-    with FixedScale and with the prior. Returns one dict per sample (index, pattern, cell, needle frame, the letter
+    with FixedScale and with the prior. Returns one dict per sample (index, pattern, frequency, needle frame, the letter
     each run named and whether it is right); ``candidate`` is True where native and the default allocator are right
     and FixedScale is wrong.
 

@@ -41,7 +41,7 @@ from resadapt_hf.loading import load_backbone
 from resadapt_hf.processing.processing_resadapt import ResAdaptProcessor
 from resadapt_hf.processing.video_convert import to_video_clip
 from resadapt_hf.reader_task import LETTERS, SPLIT_SEEDS, reader_records, reader_sample
-from resadapt_hf.reader_training import ReaderBatches, draw_scales
+from resadapt_hf.reader_training import ReaderBatches, draw_scales, predicted_letters
 from resadapt_hf.rewards import SYSTEM_PROMPT
 from resadapt_hf.rollout import BackboneRollout
 
@@ -90,18 +90,6 @@ def temporal_positions(model, mode: str):
         inner.get_rope_index = prepared
 
 
-@torch.no_grad()
-def letter_predictions(model, batches: ReaderBatches, records, scales, batch_size: int = 25) -> list[str]:
-    model.eval()
-    letters = []
-    for start in range(0, len(records), batch_size):
-        inputs, target = batches.encode(records[start : start + batch_size], scales[start : start + batch_size])
-        _, predicted, _ = batches.loss_and_letters(model, inputs, target)
-        letters += [batches.processor.tokenizer.convert_ids_to_tokens(int(i)) for i in predicted]
-    model.train()
-    return letters
-
-
 def mirrored(letter: str) -> str:
     return LETTERS[len(LETTERS) - 1 - LETTERS.index(letter)]
 
@@ -126,7 +114,7 @@ def finetune(model, batches: ReaderBatches, args) -> list[dict]:
         loss, predicted, truth = batches.train_step(model, optimizer, records, scales)
         row = {"step": step, "loss": round(loss.item(), 4), "seconds": round(time.perf_counter() - started, 1)}
         if step % args.eval_every == 0 or step == args.steps:
-            letters = letter_predictions(model, batches, validation, [[1.0] * 8] * len(validation))
+            letters, _ = predicted_letters(model, batches, validation, [[1.0] * 8] * len(validation), batch_size=25)
             row["val_when_accuracy"] = sum(a == r["answer"] for a, r in zip(letters, validation)) / len(validation)
             print(json.dumps(row), flush=True)
         curve.append(row)
@@ -145,7 +133,7 @@ def evaluate(model, batches: ReaderBatches, args) -> dict:
         for allocation, scales in allocations.items():
             for mode in MODES:
                 with temporal_positions(model, mode):
-                    letters = letter_predictions(model, batches, records, scales)
+                    letters, _ = predicted_letters(model, batches, records, scales, batch_size=25)
                 row = {"question": question, "allocation": allocation, "positions": mode,
                        "accuracy": sum(a == r["answer"] for a, r in zip(letters, records)) / len(records)}
                 if question == "when" and mode == "reversed":

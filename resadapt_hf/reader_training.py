@@ -18,6 +18,7 @@ __all__ = [
     "chunk_scales",
     "chunk_token_grids",
     "draw_scales",
+    "predicted_letters",
     "teacher_forced_accuracy",
     "token_labels",
 ]
@@ -73,7 +74,8 @@ class ReaderBatches:
         target = torch.tensor([self.completions[r["answer"]] for r in records])
         # append the completion after the left-padded prompts (every row ends at the same position)
         length = inputs["input_ids"].shape[1]
-        extra = {"input_ids": target, "attention_mask": torch.ones_like(target), "mm_token_type_ids": torch.zeros_like(target)}
+        extra = {"input_ids": target, "attention_mask": torch.ones_like(target),
+                 "mm_token_type_ids": torch.zeros_like(target)}
         for key, value in extra.items():
             if key in inputs:
                 if inputs[key].shape[1] != length:
@@ -99,19 +101,25 @@ class ReaderBatches:
 
 
 @torch.no_grad()
-def teacher_forced_accuracy(model, batches: ReaderBatches, records, scale_fn, batch_size=32) -> tuple[float, float]:
-    """Teacher-forced letter accuracy and mean visual tokens of ``records`` at ``scale_fn(record)``."""
+def predicted_letters(model, batches: ReaderBatches, records, scales, batch_size: int = 32) -> tuple[list[str], int]:
+    """Teacher-forced: the answer letter the model gives each record at its ``scales`` row, and the visual tokens
+    all of them used."""
     model.eval()
-    correct, tokens = 0, 0
+    letters, tokens = [], 0
     video_id = model.config.video_token_id
     for start in range(0, len(records), batch_size):
-        part = records[start : start + batch_size]
-        inputs, target = batches.encode(part, [scale_fn(r) for r in part])
+        inputs, target = batches.encode(records[start : start + batch_size], scales[start : start + batch_size])
         tokens += int((inputs["input_ids"] == video_id).sum())
-        _, predicted, truth = batches.loss_and_letters(model, inputs, target)
-        correct += int((predicted == truth).sum())
+        _, predicted, _ = batches.loss_and_letters(model, inputs, target)
+        letters += batches.processor.tokenizer.convert_ids_to_tokens(predicted.tolist())
     model.train()
-    return correct / len(records), tokens / len(records)
+    return letters, tokens
+
+
+def teacher_forced_accuracy(model, batches: ReaderBatches, records, scale_fn, batch_size=32) -> tuple[float, float]:
+    """Teacher-forced letter accuracy and mean visual tokens of ``records`` at ``scale_fn(record)``."""
+    letters, tokens = predicted_letters(model, batches, records, [scale_fn(r) for r in records], batch_size)
+    return sum(a == r["answer"] for a, r in zip(letters, records)) / len(records), tokens / len(records)
 
 
 def chunk_token_grids(video_grid_thw: torch.Tensor, chunks_per_video: int, merge: int) -> list[list[tuple]]:

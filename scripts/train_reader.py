@@ -135,7 +135,8 @@ def pretrain_vision(model, batches: ReaderBatches, args: ReaderTrainingArguments
         tokens = model.model.get_video_features(inputs["pixel_values_videos"], inputs["video_grid_thw"]).pooler_output
         logits = head(torch.cat(tokens))
         grids = chunk_token_grids(inputs["video_grid_thw"], task.num_frames // 2, visual.spatial_merge_size)
-        labels = torch.cat([token_labels(r, task, g, token_side) for r, g in zip(records, grids)])
+        per_video = [token_labels(r, task, g, token_side) for r, g in zip(records, grids)]
+        labels = torch.cat(per_video)
         if logits.shape[0] != labels.shape[0]:
             raise RuntimeError(f"{logits.shape[0]} visual tokens, {labels.shape[0]} labels")
         loss = F.cross_entropy(logits, labels, weight=weight, ignore_index=-100)
@@ -143,8 +144,7 @@ def pretrain_vision(model, batches: ReaderBatches, args: ReaderTrainingArguments
         loss.backward()
         optimizer.step()
         needle = (labels >= 0) & (labels < len(LETTERS))
-        native = torch.cat([torch.full((len(token_labels(r, task, g, token_side)),), set(sc) == {1.0})
-                            for r, g, sc in zip(records, grids, scales)])
+        native = torch.cat([torch.full((len(v),), set(sc) == {1.0}) for v, sc in zip(per_video, scales)])
         right = logits.argmax(-1) == labels
         curve.append({"step": step, "loss": round(loss.item(), 4),
                       "needle_token_accuracy_scale_1": round(float(right[needle & native].float().mean()), 4),
